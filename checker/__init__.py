@@ -1,0 +1,1 @@
+"""Tools that judge a protocol and its runs: exploration, simulation, linearizability."""

@@ -1,0 +1,1 @@
+"""What "correct" means, executable. Imports neither vrref nor checker."""

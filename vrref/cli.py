@@ -1,0 +1,47 @@
+"""The ``vrref`` command: the composition root that dispatches subcommands.
+
+Each subcommand lives in its own module and exposes ``main(argv: list[str]) -> int``; this
+file only maps names to modules and imports the chosen one lazily, so ``vrref`` never pays
+for (or depends on) the checker unless a checker subcommand runs. That keeps the import
+direction of DESIGN.md: ``vrref`` does not import ``checker`` except here, inside the
+subcommand that needs it.
+
+Exit codes follow the checkers' convention: 0 good, 1 a violation found, 2 unknown or a usage
+error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+# name -> (module, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("vrref.demo", "a deterministic in-memory 3-replica run with a readable trace"),
+    "check": ("checker.cli_check", "check a history: linearizability (and invariants)"),
+    "view": ("checker.report", "write a self-contained HTML view of a history"),
+    "explore": ("checker.explore_cli", "explicit-state exploration of a model"),
+}
+
+USAGE = "usage: vrref <command> [options]\n\ncommands:\n" + "".join(
+    f"  {name:<10} {help_}\n" for name, (_, help_) in SUBCOMMANDS.items()
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        sys.stdout.write(USAGE)
+        return 0 if args else 2
+    name, rest = args[0], args[1:]
+    if name not in SUBCOMMANDS:
+        sys.stderr.write(f"vrref: unknown command {name!r}\n{USAGE}")
+        return 2
+    module = importlib.import_module(SUBCOMMANDS[name][0])
+    entry: Callable[[list[str]], int] = module.main
+    return entry(rest)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
