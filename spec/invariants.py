@@ -87,6 +87,17 @@ def no_committed_divergence(states: Sequence[ReplicaState]) -> Violation:
     return None
 
 
+def requests_execute_at_most_once(states: Sequence[ReplicaState]) -> Violation:
+    """No request appears twice in a committed prefix: at-most-once (VRR §4.1, trap 9)."""
+    for s in _live(states):
+        seen: set[Hashable] = set()
+        for entry in s.log[: s.commit_number]:
+            if entry.request in seen:
+                return f"replica {s.replica} committed {entry.request!r} twice"
+            seen.add(entry.request)
+    return None
+
+
 def normal_logs_in_a_view_are_prefix_ordered(states: Sequence[ReplicaState]) -> Violation:
     """Replicas normal in the same view hold prefixes of one log, their primary's (§4.1)."""
     live = [s for s in states if s.status == "normal"]
@@ -157,6 +168,7 @@ def views_and_commits_never_decrease(before: ReplicaState, after: ReplicaState) 
 ALWAYS: tuple[Callable[[Sequence[ReplicaState]], Violation], ...] = (
     commit_number_within_log,
     no_committed_divergence,
+    requests_execute_at_most_once,
     normal_logs_in_a_view_are_prefix_ordered,
 )
 

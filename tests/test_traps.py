@@ -6,7 +6,17 @@ safety invariants after every event) and asserts the safe outcome.
 
 from __future__ import annotations
 
+import pytest
+
+from checker.mutants import (
+    CommitBackwardsOnStartView,
+    NoClientTable,
+    PaperLiteralStateTransfer,
+    RecoveringReplicaVotes,
+    RecoveryIgnoresNonce,
+)
 from tests.conftest import cluster, to
+from vrref.harness import Cluster
 from vrref.messages import (
     DoViewChange,
     GetState,
@@ -28,10 +38,10 @@ A = Request(op="A", client_id=1, request_number=1)
 ENTRY_A = LogEntry(view=0, request=A)
 
 
-def commit_a_at_r0_and_r1_only():
+def commit_a_at_r0_and_r1_only(replica_class: type[Replica] = Replica) -> Cluster:
     """View 0: op A is prepared at r0 and r1 (r2 misses it), committed and acknowledged by
     r0; r1 has not yet heard that it committed."""
-    c = cluster(3)
+    c = cluster(3, replica_class=replica_class)
     c.submit(1, "A")
     c.run(drop=to(2, Prepare))
     assert c.result_of(1, 1) == "1:A"
@@ -40,42 +50,58 @@ def commit_a_at_r0_and_r1_only():
     return c
 
 
-def test_trap_1_learning_of_a_later_view_does_not_truncate_the_log() -> None:
+def trap_1_scenario(replica_class: type[Replica], checkpoints: bool) -> Cluster:
     """The smallest case of trap 1 on 3 replicas: r1 holds the committed op A but a stale
     commit-number, and learns of view 2 from a heartbeat. Followed literally, §5.2 would make
     it truncate to commit-number 0 and adopt view 2; after r2 (the only other holder) dies,
     its DOVIEWCHANGE with v'=2 and an empty log would beat r0's v'=0 log, losing A. In the
     safe variant it keeps its log and v' until a NEWSTATE arrives, and A survives."""
-    c = commit_a_at_r0_and_r1_only()
+    c = commit_a_at_r0_and_r1_only(replica_class)
     c.partition([1], [0, 2])
     # r2 suspects r0; views 1 (primary r1, unreachable) and 2 (primary r2) follow.
     c.timeout(2, "primary")
     c.run()
-    assert c.replica(0).view == 1 and c.replica(2).view == 1
     c.timeout(0, "view_change_stalled")
     c.timeout(2, "view_change_stalled")
     # r2 starts view 2 with r0's DOVIEWCHANGE; r0 never hears the STARTVIEW.
     c.run(drop=to(0, StartView))
-    assert c.replica(2).status is Status.NORMAL and c.replica(2).view == 2
-    assert c.replica(0).status is Status.VIEW_CHANGE and c.replica(0).last_normal_view == 0
+    if checkpoints:
+        assert c.replica(2).status is Status.NORMAL and c.replica(2).view == 2
+        assert c.replica(0).status is Status.VIEW_CHANGE and c.replica(0).last_normal_view == 0
     # Heal; r2's heartbeat tells r1 (still normal in view 0) of view 2.
     c.heal()
     c.timeout(2, "heartbeat")
     c.deliver(next(i for i, m in enumerate(c.network) if m.dst == ("replica", 1)))
-    r1 = c.replica(1)
-    assert r1.state_transfer_view == 2
-    # The safe outcome: nothing adopted or truncated before NEWSTATE.
-    assert (r1.view, r1.status, r1.last_normal_view, r1.op_number) == (0, Status.NORMAL, 0, 1)
+    if checkpoints:
+        r1 = c.replica(1)
+        assert r1.state_transfer_view == 2
+        # The safe outcome: nothing adopted or truncated before NEWSTATE.
+        assert (r1.view, r1.status, r1.last_normal_view, r1.op_number) == (
+            0,
+            Status.NORMAL,
+            0,
+            1,
+        )
     # r2 dies before answering; r0 and r1 change to view 3 (primary r0).
     c.crash(2)
     c.run()
     c.timeout(0, "view_change_stalled")
     c.run()
+    return c
+
+
+def test_trap_1_learning_of_a_later_view_does_not_truncate_the_log() -> None:
+    c = trap_1_scenario(Replica, checkpoints=True)
     r0, r1 = c.replica(0), c.replica(1)
     assert r0.status is Status.NORMAL and r0.view == 3
     assert r0.log[0].request == A and r1.log[0].request == A
     c.tick(c.config.heartbeat_ticks)
     assert r1.commit_number == 1
+
+
+def test_trap_1_the_paper_literal_state_transfer_loses_the_committed_op() -> None:
+    with pytest.raises(AssertionError, match=r"committed op is missing|acknowledged"):
+        trap_1_scenario(PaperLiteralStateTransfer, checkpoints=False)
 
 
 def test_trap_1_newstate_in_the_same_view_never_drops_acknowledged_entries() -> None:
@@ -193,8 +219,10 @@ def test_trap_4_a_recovering_replica_never_votes() -> None:
     assert r.state_key() == before and r.status is Status.RECOVERING
 
 
-def test_trap_4_a_recovering_replica_cannot_complete_a_view_change() -> None:
-    c = cluster(3)
+def _trap_4_a_recovering_replica_cannot_complete_a_view_change(
+    replica_class: type[Replica],
+) -> None:
+    c = cluster(3, replica_class=replica_class)
     c.submit(1, "a")
     c.run()
     c.crash(0)
@@ -204,6 +232,15 @@ def test_trap_4_a_recovering_replica_cannot_complete_a_view_change() -> None:
     assert c.replica(1).status is Status.VIEW_CHANGE
     assert c.replica(2).status is Status.RECOVERING
     assert c.primary_normal() is None
+
+
+def test_trap_4_a_recovering_replica_cannot_complete_a_view_change() -> None:
+    _trap_4_a_recovering_replica_cannot_complete_a_view_change(Replica)
+
+
+def test_trap_4_a_recovering_replica_cannot_complete_a_view_change_fails_for_its_mutant() -> None:
+    with pytest.raises(AssertionError):
+        _trap_4_a_recovering_replica_cannot_complete_a_view_change(RecoveringReplicaVotes)
 
 
 def test_trap_5_when_every_replica_restarts_recovery_cannot_finish() -> None:
@@ -220,8 +257,8 @@ def test_trap_5_when_every_replica_restarts_recovery_cannot_finish() -> None:
     assert all(c.replica(i).op_number == 0 for i in range(3))
 
 
-def test_trap_6_responses_to_an_earlier_recovery_are_ignored() -> None:
-    c = cluster(3)
+def _trap_6_responses_to_an_earlier_recovery_are_ignored(replica_class: type[Replica]) -> None:
+    c = cluster(3, replica_class=replica_class)
     c.submit(1, "a")
     c.run()
     c.crash(2)
@@ -246,6 +283,15 @@ def test_trap_6_responses_to_an_earlier_recovery_are_ignored() -> None:
     assert c.run_until(lambda: c.replica(2).status is Status.NORMAL)
 
 
+def test_trap_6_responses_to_an_earlier_recovery_are_ignored() -> None:
+    _trap_6_responses_to_an_earlier_recovery_are_ignored(Replica)
+
+
+def test_trap_6_responses_to_an_earlier_recovery_are_ignored_fails_for_its_mutant() -> None:
+    with pytest.raises(AssertionError):
+        _trap_6_responses_to_an_earlier_recovery_are_ignored(RecoveryIgnoresNonce)
+
+
 def test_trap_7_do_view_change_carries_the_log_to_a_new_primary_that_lacks_it() -> None:
     c = cluster(3)
     c.submit(1, "A")
@@ -259,8 +305,8 @@ def test_trap_7_do_view_change_carries_the_log_to_a_new_primary_that_lacks_it() 
     assert [e.request.op for e in r1.log] == ["A"]
 
 
-def test_trap_8_commit_number_never_goes_back_on_start_view() -> None:
-    c = cluster(3)
+def _trap_8_commit_number_never_goes_back_on_start_view(replica_class: type[Replica]) -> None:
+    c = cluster(3, replica_class=replica_class)
     c.submit(1, "A")
     c.run(drop=to(2, Prepare))
     r0 = c.replica(0)
@@ -276,8 +322,17 @@ def test_trap_8_commit_number_never_goes_back_on_start_view() -> None:
     assert isinstance(r0.service, EchoLog) and r0.service.ops == ("A",)
 
 
-def test_trap_9_a_redelivered_request_executes_once() -> None:
-    c = cluster(3)
+def test_trap_8_commit_number_never_goes_back_on_start_view() -> None:
+    _trap_8_commit_number_never_goes_back_on_start_view(Replica)
+
+
+def test_trap_8_commit_number_never_goes_back_on_start_view_fails_for_its_mutant() -> None:
+    with pytest.raises(AssertionError):
+        _trap_8_commit_number_never_goes_back_on_start_view(CommitBackwardsOnStartView)
+
+
+def _trap_9_a_redelivered_request_executes_once(replica_class: type[Replica]) -> None:
+    c = cluster(3, replica_class=replica_class)
     c.submit(1, "A")
     request = c.network[0]
     c.run()
@@ -293,6 +348,15 @@ def test_trap_9_a_redelivered_request_executes_once() -> None:
         service = c.replica(i).service
         assert isinstance(service, EchoLog) and service.ops == ("A", "B")
     assert c.replica(0).ignored["request older than the client-table entry"] == 1
+
+
+def test_trap_9_a_redelivered_request_executes_once() -> None:
+    _trap_9_a_redelivered_request_executes_once(Replica)
+
+
+def test_trap_9_a_redelivered_request_executes_once_fails_for_its_mutant() -> None:
+    with pytest.raises(AssertionError):
+        _trap_9_a_redelivered_request_executes_once(NoClientTable)
 
 
 def test_trap_9_clients_only_hear_of_views_that_started() -> None:

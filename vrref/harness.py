@@ -110,7 +110,8 @@ class Cluster:
     check: bool = True
     seed: int | None = None
     """When set, ``run`` delivers messages in a seeded random order instead of FIFO."""
-    replica_factory: Callable[[Config, int, Callable[[], StateMachine]], Replica] = Replica
+    replica_class: type[Replica] = Replica
+    """The core to run: ``Replica``, or a mutant of it (checker/mutants.py)."""
     replicas: list[Replica | None] = field(init=False)
     clients: dict[int, Client] = field(init=False)
     network: list[InFlight] = field(init=False, default_factory=list)
@@ -124,7 +125,7 @@ class Cluster:
 
     def __post_init__(self) -> None:
         self.replicas = [
-            self.replica_factory(self.config, i, self.service_factory)
+            self.replica_class(self.config, i, self.service_factory)
             for i in range(self.config.replica_count)
         ]
         self.clients = {c: Client(c, self.config.replica_count) for c in self.client_ids}
@@ -247,7 +248,7 @@ class Cluster:
         """Replica i restarts without state and recovers (§4.3) with a fresh nonce."""
         assert self.replicas[i] is None
         self._nonce += 1
-        replica, effects = Replica.recovering(
+        replica, effects = self.replica_class.recovering(
             self.config, i, self.service_factory, nonce=1000 + self._nonce
         )
         self.replicas[i] = replica
@@ -313,12 +314,23 @@ class Cluster:
         )
         if survive is not None:
             problems.append(f"acknowledged_ops_survive: {survive}")
+        service = invariants.service_matches_committed_prefix(states, self._digest_of)
+        if service is not None:
+            problems.append(f"service_matches_committed_prefix: {service}")
         if before is not None and after is not None:
             monotone = invariants.views_and_commits_never_decrease(before, after)
             if monotone is not None:
                 problems.append(f"views_and_commits_never_decrease: {monotone}")
         if problems:
             raise InvariantViolation("; ".join(problems) + "\n" + "\n".join(self.trace[-30:]))
+
+    def _digest_of(self, entries: Sequence[invariants.Entry]) -> str:
+        service = self.service_factory()
+        for entry in entries:
+            request = entry.request
+            assert isinstance(request, Request)
+            service.apply(request.op)
+        return service.digest()
 
     def _route(self, src: Address, effects: Sequence[Effect]) -> None:
         for effect in effects:

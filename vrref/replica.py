@@ -332,7 +332,7 @@ class Replica:
 
     def clone(self) -> Replica:
         """An independent copy sharing only immutable values."""
-        other = object.__new__(Replica)
+        other = object.__new__(type(self))
         other.config = self.config
         other.replica = self.replica
         other._service_factory = self._service_factory
@@ -491,15 +491,19 @@ class Replica:
 
         self._arm("primary")
         if first > self.op_number + 1:
-            # A gap: earlier PREPAREs were lost. Fetch the missing entries (§5.2).
-            self._request_state(self.view)
-            return None
+            return self._on_prepare_gap(message)
         self.log.extend(message.entries[self.op_number - first + 1 :])
         assert self.op_number >= message.op_number
         self._commit_up_to(min(message.commit_number, self.op_number))
         self._send(
             self.primary, PrepareOk(view=self.view, op_number=self.op_number, replica=self.replica)
         )
+
+    def _on_prepare_gap(self, message: Prepare) -> None:
+        """Earlier PREPAREs were lost: accept nothing out of order; fetch the missing
+        entries by state transfer (§4.1 step 3, §5.2)."""
+        del message
+        self._request_state(self.view)
 
     def on_prepare_ok(self, message: PrepareOk) -> None:
         if self.status is not Status.NORMAL:
@@ -556,7 +560,7 @@ class Replica:
     # §4.2 View change
 
     def on_start_view_change(self, message: StartViewChange) -> None:
-        if self.status is Status.RECOVERING:
+        if not self._may_vote():
             return self._ignore("startviewchange while recovering")
         if message.view < self.view:
             return self._ignore("startviewchange for an older view")
@@ -572,7 +576,7 @@ class Replica:
         self._maybe_send_do_view_change()
 
     def on_do_view_change(self, message: DoViewChange) -> None:
-        if self.status is Status.RECOVERING:
+        if not self._may_vote():
             return self._ignore("doviewchange while recovering")
         if message.view < self.view:
             return self._ignore("doviewchange for an older view")
@@ -626,8 +630,12 @@ class Replica:
         assert self.status is Status.VIEW_CHANGE
         self._start_view_change(self.view + 1)
 
+    def _may_vote(self) -> bool:
+        """A replica that lost its state takes no part in view changes (§4.3, trap 4)."""
+        return self.status is not Status.RECOVERING
+
     def _start_view_change(self, view: int) -> None:
-        assert view > self.view and self.status is not Status.RECOVERING
+        assert view > self.view and self._may_vote()
         if self.status is Status.NORMAL:
             self.last_normal_view = self.view
         self.view = view
@@ -674,12 +682,14 @@ class Replica:
         assert self.is_primary
         assert all(m.view == self.view for m in self.do_view_changes.values())
         chosen = self.choose_log(list(self.do_view_changes.values()))
-        commit_number = max(
-            self.commit_number, *(m.commit_number for m in self.do_view_changes.values())
-        )
+        commit_number = self._new_view_commit_number(list(self.do_view_changes.values()))
         assert commit_number <= chosen.op_number, "a committed op is missing from the new log"
         self._enter_view(self.view, list(chosen.log), commit_number)
         self._broadcast(self._start_view_message())
+
+    def _new_view_commit_number(self, messages: list[DoViewChange]) -> int:
+        """The largest commit-number received, or ours if larger (§4.2 step 3; trap 8)."""
+        return max(self.commit_number, *(m.commit_number for m in messages))
 
     @staticmethod
     def choose_log(messages: list[DoViewChange]) -> DoViewChange:
@@ -743,7 +753,7 @@ class Replica:
     def on_recovery_response(self, message: RecoveryResponse) -> None:
         if self.status is not Status.RECOVERING:
             return self._ignore("recoveryresponse while not recovering")
-        if message.nonce != self.nonce:
+        if not self._nonce_matches(message):
             return self._ignore("recoveryresponse with another nonce")
         if message.replica == self.replica:
             return self._ignore("recoveryresponse from itself")
@@ -762,6 +772,10 @@ class Replica:
 
         self.recovery_responses[message.replica] = message
         self._maybe_finish_recovery()
+
+    def _nonce_matches(self, message: RecoveryResponse) -> bool:
+        """Only answers to this recovery count: the nonce is unique per recovery (trap 6)."""
+        return message.nonce == self.nonce
 
     def _maybe_finish_recovery(self) -> None:
         """With f+1 responses, adopt the state of the primary of the highest view among
