@@ -16,8 +16,10 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
-# name -> (module, one-line help)
+# name -> ("module" or "module:function", one-line help); the function defaults to main.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "cluster": ("vrref.cluster:cluster_main", "start a local cluster, one process a replica"),
+    "replica": ("vrref.cluster:replica_main", "run one replica of a cluster (cluster.toml)"),
     "demo": ("vrref.demo", "a deterministic in-memory 3-replica run with a readable trace"),
     "check": ("checker.cli_check", "check a history: linearizability (and invariants)"),
     "view": ("checker.report", "write a self-contained HTML view of a history"),
@@ -38,8 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if name not in SUBCOMMANDS:
         sys.stderr.write(f"vrref: unknown command {name!r}\n{USAGE}")
         return 2
-    module = importlib.import_module(SUBCOMMANDS[name][0])
-    entry: Callable[[list[str]], int] = module.main
+    module_name, _, function = SUBCOMMANDS[name][0].partition(":")
+    module = importlib.import_module(module_name)
+    entry: Callable[[list[str]], int] = getattr(module, function or "main")
     return entry(rest)
 
 
