@@ -18,6 +18,7 @@ the loss VR is built for. Incoming connections are read by one thread each.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import queue
@@ -199,7 +200,5 @@ class PeerTransport:
         if self._server is not None:
             self._server.close()
         for q in self._queues.values():
-            try:
+            with contextlib.suppress(queue.Full):
                 q.put_nowait(None)
-            except queue.Full:
-                pass
