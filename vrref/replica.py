@@ -186,6 +186,9 @@ class Replica:
     the explorer, which forks and deduplicates replica states."""
 
     __slots__ = (
+        "_cached_fingerprint",
+        "_cached_key",
+        "_cached_snapshot",
         "_dvc_sent",
         "_effects",
         "_prepare_from",
@@ -246,6 +249,11 @@ class Replica:
         # Why messages were ignored, counted; not part of the protocol state.
         self.ignored: dict[str, int] = {}
         self._effects: list[Effect] = []
+        # state_key and snapshot are cached until the next event: the explorer shares an
+        # unchanged replica between states. Every entry point below clears them.
+        self._cached_key: tuple[object, ...] | None = None
+        self._cached_snapshot: Snapshot | None = None
+        self._cached_fingerprint: int | None = None
         self._prepare_from = 1  # first op-number not yet sent in a PREPARE
         if self.is_primary:
             self._arm("heartbeat")
@@ -286,7 +294,9 @@ class Replica:
         return self.primary == self.replica
 
     def snapshot(self) -> Snapshot:
-        return Snapshot(
+        if self._cached_snapshot is not None:
+            return self._cached_snapshot
+        self._cached_snapshot = Snapshot(
             replica=self.replica,
             status=self.status.value,
             view=self.view,
@@ -296,6 +306,7 @@ class Replica:
             log=tuple(self.log),
             service_digest=self.service.digest(),
         )
+        return self._cached_snapshot
 
     def state_key(self) -> tuple[object, ...]:
         """Everything that determines this replica's future behaviour, as a hashable tuple.
@@ -305,7 +316,9 @@ class Replica:
         The service is represented by its digest and the client-table, which are functions
         of the committed prefix of the log.
         """
-        return (
+        if self._cached_key is not None:
+            return self._cached_key
+        self._cached_key = (
             self.replica,
             self.status.value,
             self.view,
@@ -324,11 +337,14 @@ class Replica:
             tuple(sorted(self.timers)),
             self.service.digest(),
         )
+        return self._cached_key
 
     def fingerprint(self) -> int:
-        """A stable 64-bit fingerprint of ``state_key`` (stable across processes)."""
-        digest = hashlib.blake2b(repr(self.state_key()).encode(), digest_size=8).digest()
-        return int.from_bytes(digest, "little")
+        """A 64-bit fingerprint of ``state_key``, stable across processes (cached)."""
+        if self._cached_fingerprint is None:
+            digest = hashlib.blake2b(repr(self.state_key()).encode(), digest_size=8).digest()
+            self._cached_fingerprint = int.from_bytes(digest, "little")
+        return self._cached_fingerprint
 
     def clone(self) -> Replica:
         """An independent copy sharing only immutable values."""
@@ -354,8 +370,16 @@ class Replica:
         other.timers = dict(self.timers)
         other.ignored = dict(self.ignored)
         other._effects = []
+        other._cached_key = None
+        other._cached_snapshot = None
+        other._cached_fingerprint = None
         other._prepare_from = self._prepare_from
         return other
+
+    def _invalidate(self) -> None:
+        self._cached_key = None
+        self._cached_snapshot = None
+        self._cached_fingerprint = None
 
     def armed_timers(self) -> tuple[str, ...]:
         return tuple(sorted(self.timers))
@@ -365,6 +389,7 @@ class Replica:
 
     def on_message(self, message: Message) -> list[Effect]:
         """Handles one message; returns the effects."""
+        self._invalidate()
         self._dispatch(message)
         self._flush_prepare()
         return self._take_effects()
@@ -372,6 +397,7 @@ class Replica:
     def on_messages(self, messages: Iterable[Message]) -> list[Effect]:
         """Handles several messages, then sends one PREPARE for all requests they added:
         this is how a driver batches (VRR §6)."""
+        self._invalidate()
         for message in messages:
             self._dispatch(message)
         self._flush_prepare()
@@ -380,6 +406,7 @@ class Replica:
     def on_tick(self) -> list[Effect]:
         """One tick passed: armed timers count down; those reaching zero fire, in name
         order."""
+        self._invalidate()
         expired = []
         for name in sorted(self.timers):
             self.timers[name] -= 1
@@ -393,6 +420,7 @@ class Replica:
 
     def on_timeout(self, name: str) -> list[Effect]:
         """Fires an armed timer now (the explorer's time step)."""
+        self._invalidate()
         if name not in self.timers:
             raise ValueError(f"timer {name!r} is not armed at replica {self.replica}")
         self._fire(name)
@@ -838,7 +866,10 @@ class Replica:
 
     def on_state_transfer_timeout(self) -> None:
         assert self.state_transfer_view is not None
-        self._state_transfer_attempt += 1
+        # Cyclic, so the state stays finite for the explorer: the target rotates anyway.
+        self._state_transfer_attempt = (self._state_transfer_attempt + 1) % (
+            self.config.replica_count - 1
+        )
         self._send_get_state()
 
     def _cancel_state_transfer(self) -> None:

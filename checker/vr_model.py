@@ -1,0 +1,484 @@
+"""The VR model for the explorer: the real replica and client cores on a model network.
+
+A global state is the replicas (``Replica`` objects, or None for a crashed one), the client
+proxies, the messages in flight, and a few counters that the bounds need. Actions are the
+events of the real system, named as in the paper and the history format: ``deliver`` a
+message, ``drop`` one (loss), ``duplicate`` one (deliver it and keep it in flight),
+``timeout`` an armed timer at a replica, ``crash`` a replica (it loses its state),
+``restart`` it into recovery, ``request`` a new client operation, and ``client_timeout``.
+
+Next states are computed by cloning the one replica or client that the action touches and
+calling its real handler: the protocol code explored is the code that ships. States are
+treated as immutable values: nothing reachable from a state is mutated after it is made.
+
+The network is a set, not a multiset: sending a message identical to one already in flight
+changes nothing. Duplication is the explicit, bounded ``duplicate`` action instead, which
+keeps the state space finite (a heartbeat timer that fires forever does not grow it).
+Timers fire nondeterministically whenever armed; their durations are abstracted away.
+
+The service is ``EchoLog``, whose results name the position an op executed at, so the
+client-observed results can be checked against the committed log: for a log-structured
+service that is linearizability (each completed op takes effect at its log position, and an
+op invoked after another completed is appended after it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from spec import invariants
+from vrref.client import Client
+from vrref.messages import (
+    Commit,
+    DoViewChange,
+    GetState,
+    Message,
+    NewState,
+    Prepare,
+    PrepareOk,
+    RecoveryResponse,
+    Reply,
+    Request,
+    StartView,
+    StartViewChange,
+)
+from vrref.replica import Config, Effect, Replica, Send, SendReply, Status
+from vrref.statemachine import EchoLog
+
+Address = tuple[str, int]  # ("replica", i) or ("client", client_id)
+InFlight = tuple[Address, Message]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Bounds:
+    """The explorer's limits for the VR model, in one place."""
+
+    replica_count: int = 3
+    client_count: int = 1
+    ops_per_client: int = 2
+    view_number_max: int = 1
+    crash_count_max: int = 0
+    drop_count_max: int = 1
+    duplicate_count_max: int = 1
+    client_timeouts: bool = False
+    """Whether a client may time out and resend to every replica."""
+    resend_count_max: int = 1
+    """How often, in all, the resending timers (heartbeat, view_change_resend,
+    state_transfer, recovery) may fire. Timers that change the protocol state on their own
+    (a backup's primary timeout, a stalled view change) are bounded by view_number_max."""
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    name: str
+    target: int = -1
+    detail: Any = None
+
+    def __str__(self) -> str:
+        from vrref.harness import describe
+
+        match self.name:
+            case "deliver" | "drop" | "duplicate":
+                dst, message = self.detail
+                where = f"{'r' if dst[0] == 'replica' else 'c'}{dst[1]}"
+                return f"{self.name} {describe(message)} to {where}"
+            case "timeout":
+                return f"r{self.target} {self.detail} timeout"
+            case "request":
+                return f"c{self.target} request {self.detail!r}"
+            case _:
+                return f"{self.name} {'r' if self.name != 'client_timeout' else 'c'}{self.target}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VRState:
+    replicas: tuple[Replica | None, ...]
+    clients: tuple[Client, ...]
+    network: frozenset[InFlight]
+    completions: tuple[tuple[int, int, str], ...] = ()
+    """(client-id, request-number, result) of every completed request, in order."""
+    ops_submitted: tuple[int, ...] = ()
+    crashes: int = 0
+    drops: int = 0
+    duplicates: int = 0
+    resends: int = 0
+    recovered: bool = False
+    view_changed: bool = False
+    committed_in_later_view: bool = False
+    violation: str | None = None
+    """A transition invariant broken, or an exception raised by the core, on the way here."""
+    _key: tuple[object, ...] | None = field(default=None, compare=False, repr=False)
+
+    def key(self) -> tuple[object, ...]:
+        """The canonical, hashable content of the state (the network as a frozenset)."""
+        if self._key is None:
+            key = (
+                tuple(None if r is None else r.state_key() for r in self.replicas),
+                tuple(c.state_key() for c in self.clients),
+                self.network,
+                self.completions,
+                self.ops_submitted,
+                self.crashes,
+                self.drops,
+                self.duplicates,
+                self.resends,
+                self.recovered,
+                self.view_changed,
+                self.committed_in_later_view,
+                self.violation,
+            )
+            object.__setattr__(self, "_key", key)
+            return key
+        return self._key
+
+
+class VRModel:
+    """The VR cluster as an explorer model (checker/explore.py's Model interface)."""
+
+    def __init__(self, bounds: Bounds, replica_class: type[Replica] = Replica) -> None:
+        self.bounds = bounds
+        self.replica_class = replica_class
+        self.config = Config(replica_count=bounds.replica_count)
+        self._message_digests: dict[InFlight, int] = {}
+
+    # ------------------------------------------------------------------ the interface
+
+    def init_states(self) -> list[VRState]:
+        replicas = tuple(
+            self.replica_class(self.config, i, EchoLog) for i in range(self.bounds.replica_count)
+        )
+        clients = tuple(
+            Client(100 + c, self.bounds.replica_count) for c in range(self.bounds.client_count)
+        )
+        return [
+            VRState(
+                replicas=replicas,
+                clients=clients,
+                network=frozenset(),
+                ops_submitted=(0,) * len(clients),
+            )
+        ]
+
+    def actions(self, state: VRState) -> Iterator[Action]:
+        if state.violation is not None:
+            return  # a broken state is a dead end: the property reports it
+        b = self.bounds
+        for item in sorted(state.network, key=repr):
+            yield Action("deliver", detail=item)
+            if state.drops < b.drop_count_max:
+                yield Action("drop", detail=item)
+            if state.duplicates < b.duplicate_count_max:
+                yield Action("duplicate", detail=item)
+        for i, r in enumerate(state.replicas):
+            if r is None:
+                yield Action("restart", i)
+                continue
+            for name in r.armed_timers():
+                if name in ("primary", "view_change_stalled"):
+                    if r.view >= b.view_number_max:
+                        continue  # would start a view beyond the bound
+                elif state.resends >= b.resend_count_max:
+                    continue
+                yield Action("timeout", i, name)
+            down = sum(1 for x in state.replicas if x is None or x.status is Status.RECOVERING)
+            if state.crashes < b.crash_count_max and down < self.config.f:
+                yield Action("crash", i)
+        for c, client in enumerate(state.clients):
+            if client.outstanding is None and state.ops_submitted[c] < b.ops_per_client:
+                yield Action("request", c, f"c{c}.{state.ops_submitted[c] + 1}")
+            elif client.outstanding is not None and b.client_timeouts:
+                yield Action("client_timeout", c)
+
+    def next_state(self, state: VRState, action: Action) -> VRState | None:
+        try:
+            return self._next(state, action)
+        except AssertionError as error:  # the core's own assertions are properties too
+            return replace(state, violation=f"assertion in the core: {error}", _key=None)
+
+    def fingerprint(self, state: VRState) -> int:
+        """A 64-bit fingerprint of the state, stable across processes (blake2b throughout,
+        never Python's salted ``hash``; CPython's frozenset hash also collides far too often
+        on sets of small tuples). Replicas cache theirs until their next event, messages are
+        digested once each, and the network's digest is the sum of its messages' digests,
+        so a successor costs little beyond the one replica its action touched."""
+        network = 0
+        cache = self._message_digests
+        for item in state.network:
+            digest = cache.get(item)
+            if digest is None:
+                digest = _digest(repr(item))
+                cache[item] = digest
+            network += digest
+        summary = (
+            tuple(0 if r is None else r.fingerprint() for r in state.replicas),
+            tuple(c.state_key() for c in state.clients),
+            network & _MASK,
+            state.key()[3:],
+        )
+        return _digest(repr(summary))
+
+    def properties(self) -> list[tuple[str, str, Callable[[VRState], bool]]]:
+        """(name, "always" | "sometimes", predicate)."""
+        return [
+            (
+                "the core raises no assertion and no transition invariant breaks",
+                "always",
+                lambda s: s.violation is None,
+            ),
+            (
+                "safety invariants hold (spec/invariants.py)",
+                "always",
+                lambda s: not self.violations(s),
+            ),
+            ("a view change completes", "sometimes", lambda s: s.view_changed),
+            (
+                "an op commits in a view later than the one it was prepared in",
+                "sometimes",
+                lambda s: s.committed_in_later_view,
+            ),
+            (
+                "every client request completes",
+                "sometimes",
+                lambda s: (
+                    len(s.completions) == self.bounds.client_count * self.bounds.ops_per_client
+                ),
+            ),
+        ] + (
+            [("a recovery completes", "sometimes", lambda s: s.recovered)]
+            if self.bounds.crash_count_max > 0
+            else []
+        )
+
+    # ------------------------------------------------------------------ invariants
+
+    def violations(self, state: VRState) -> list[str]:
+        """Every safety property of spec/invariants.py, over this global state."""
+        snapshots = [r.snapshot() for r in state.replicas if r is not None]
+        problems = invariants.check_always(snapshots)
+        acknowledged: dict[object, int] = {}
+        for client_id, number, result in state.completions:
+            position, _, op = result.partition(":")
+            request = Request(op=op, client_id=client_id, request_number=number)
+            acknowledged[request] = int(position)
+        problem = invariants.acknowledged_ops_survive(
+            snapshots, acknowledged, self.bounds.replica_count
+        )
+        if problem is not None:
+            problems.append(f"acknowledged_ops_survive: {problem}")
+        problem = invariants.service_matches_committed_prefix(snapshots, _echo_digest)
+        if problem is not None:
+            problems.append(f"service_matches_committed_prefix: {problem}")
+        return problems
+
+    # ------------------------------------------------------------------ transitions
+
+    def _next(self, state: VRState, action: Action) -> VRState | None:
+        replicas = list(state.replicas)
+        clients = list(state.clients)
+        network = set(state.network)
+        changes: dict[str, Any] = {}
+        effects: list[tuple[Address, Sequence[Effect]]] = []
+        touched: int | None = None
+
+        match action.name:
+            case "deliver" | "duplicate":
+                item: InFlight = action.detail
+                if item not in network:
+                    return None
+                if action.name == "deliver":
+                    network.discard(item)
+                else:
+                    changes["duplicates"] = state.duplicates + 1
+                (kind, dst), message = item
+                if kind == "client":
+                    c = next(i for i, cl in enumerate(clients) if cl.client_id == dst)
+                    client = clients[c].clone()
+                    assert isinstance(message, Reply)
+                    completion = client.on_reply(message)
+                    clients[c] = client
+                    if completion is not None:
+                        changes["completions"] = (
+                            *state.completions,
+                            (client.client_id, completion.request_number, completion.result),
+                        )
+                else:
+                    replica = replicas[dst]
+                    if replica is not None:
+                        touched = dst
+                        replica = replica.clone()
+                        effects.append((("replica", dst), replica.on_message(message)))
+                        replicas[dst] = replica
+            case "drop":
+                if action.detail not in network:
+                    return None
+                network.discard(action.detail)
+                changes["drops"] = state.drops + 1
+            case "timeout":
+                replica = replicas[action.target]
+                if replica is None or action.detail not in replica.timers:
+                    return None
+                touched = action.target
+                if action.detail not in ("primary", "view_change_stalled"):
+                    changes["resends"] = state.resends + 1
+                replica = replica.clone()
+                effects.append((("replica", action.target), replica.on_timeout(action.detail)))
+                replicas[action.target] = replica
+            case "crash":
+                replicas[action.target] = None
+                changes["crashes"] = state.crashes + 1
+            case "restart":
+                if replicas[action.target] is not None:
+                    return None
+                replica, sent = self.replica_class.recovering(
+                    self.config, action.target, EchoLog, nonce=1000 + state.crashes
+                )
+                replicas[action.target] = replica
+                effects.append((("replica", action.target), sent))
+            case "request":
+                c = action.target
+                client = clients[c].clone()
+                effects.append((("client", client.client_id), client.submit(action.detail)))
+                clients[c] = client
+                submitted = list(state.ops_submitted)
+                submitted[c] += 1
+                changes["ops_submitted"] = tuple(submitted)
+            case "client_timeout":
+                client = clients[action.target].clone()
+                effects.append((("client", client.client_id), client.on_timeout()))
+                clients[action.target] = client
+            case _:
+                raise ValueError(f"unknown action {action.name}")
+
+        for _src, produced in effects:
+            for effect in produced:
+                if isinstance(effect, SendReply):
+                    network.add((("client", effect.reply.client_id), effect.reply))
+                else:
+                    assert isinstance(effect, Send)
+                    network.add((("replica", effect.to), effect.message))
+        network = {m for m in network if not _obsolete(m, replicas, clients)}
+
+        if touched is not None:
+            before, after = state.replicas[touched], replicas[touched]
+            assert after is not None
+            if before is not None:
+                problem = invariants.views_and_commits_never_decrease(
+                    before.snapshot(), after.snapshot()
+                )
+                if problem is not None:
+                    changes["violation"] = problem
+                newly = after.log[before.commit_number : after.commit_number]
+                primary_in_view = all(
+                    r.status is Status.NORMAL and r.is_primary and r.view == after.view
+                    for r in (before, after)
+                )
+                if primary_in_view and any(e.view < after.view for e in newly):
+                    changes["committed_in_later_view"] = True
+                if before.status is Status.RECOVERING and after.status is Status.NORMAL:
+                    changes["recovered"] = True
+            if after.status is Status.NORMAL and after.view > 0:
+                changes["view_changed"] = True
+        for flag in ("recovered", "view_changed", "committed_in_later_view"):
+            if getattr(state, flag) and flag in changes:
+                del changes[flag]
+        return replace(
+            state,
+            replicas=tuple(replicas),
+            clients=tuple(clients),
+            network=frozenset(network),
+            _key=None,
+            **changes,
+        )
+
+
+_MASK = 0xFFFF_FFFF_FFFF_FFFF
+
+
+def _digest(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+
+
+# Messages that every handler ignores once the receiver is in a later view.
+_VIEW_SCOPED = (
+    Prepare,
+    PrepareOk,
+    Commit,
+    StartViewChange,
+    DoViewChange,
+    StartView,
+    GetState,
+    NewState,
+)
+
+
+def _obsolete(
+    item: InFlight, replicas: Sequence[Replica | None], clients: Sequence[Client]
+) -> bool:
+    """True when delivering the message could only be ignored, now and forever, so removing
+    it is equivalent to delivering it (the explorer's garbage collection: a reduction, not a
+    change of behaviour). Each rule rests on a monotonicity of the receiver's state while it
+    keeps it: views never decrease, acks and commit-numbers never decrease within a view,
+    a recovery nonce is never reused, a client's request-number only grows. A crashed or
+    recovering receiver is left out: its state starts over."""
+    (kind, dst), message = item
+    if kind == "client":
+        client = next(c for c in clients if c.client_id == dst)
+        assert isinstance(message, Reply)
+        outstanding = client.outstanding
+        return message.request_number < client.request_number or (
+            outstanding is None and message.request_number == client.request_number
+        )
+    receiver = replicas[dst]
+    if receiver is None or receiver.status is Status.RECOVERING:
+        return False
+    if isinstance(message, RecoveryResponse):
+        return True  # only a recovering replica listens, with a nonce never used before
+    if not isinstance(message, _VIEW_SCOPED):
+        return False
+    if message.view < receiver.view:
+        return True
+    normal_in_view = receiver.status is Status.NORMAL and message.view == receiver.view
+    match message:
+        case StartViewChange() | StartView():
+            return normal_in_view
+        case PrepareOk():
+            return (
+                normal_in_view
+                and receiver.is_primary
+                and receiver.acks.get(message.replica, 0) >= message.op_number
+            )
+        case Commit():
+            return (
+                normal_in_view
+                and not receiver.is_primary
+                and receiver.commit_number >= message.commit_number
+            )
+        case _:
+            return False
+
+
+def _echo_digest(entries: Sequence[invariants.Entry]) -> str:
+    service = EchoLog()
+    for entry in entries:
+        request = entry.request
+        assert isinstance(request, Request)
+        service.apply(request.op)
+    return service.digest()
+
+
+def describe_state(state: VRState) -> str:
+    """One line per replica, in the paper's terms, for counterexample traces."""
+    lines = []
+    for i, r in enumerate(state.replicas):
+        if r is None:
+            lines.append(f"  r{i}: crashed")
+            continue
+        ops = ",".join(e.request.op for e in r.log)
+        lines.append(
+            f"  r{i}: {r.status.value:<11} view={r.view} v'={r.last_normal_view} "
+            f"n={r.op_number} k={r.commit_number} log=[{ops}]"
+        )
+    return "\n".join(lines)
