@@ -24,6 +24,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "check": ("checker.cli_check", "check a history: linearizability (and invariants)"),
     "view": ("checker.report", "write a self-contained HTML view of a history"),
     "explore": ("checker.explore_cli", "explicit-state exploration of a model"),
+    "replay": ("checker.replay", "re-run a counterexample history against the current core"),
+    "simulate": ("checker.simulate", "seeded swarm simulation of the real core with faults"),
 }
 
 USAGE = "usage: vrref <command> [options]\n\ncommands:\n" + "".join(
