@@ -3,6 +3,8 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
+# pytest workers: the long exhaustive explorations run beside the rest of the suite.
+JOBS    ?= 2
 DEBIAN_TOOLS := dig:bind9-dnsutils nsupdate:bind9-dnsutils kdig:knot-dnsutils dnsperf:dnsperf knotd:knot
 
 .PHONY: demo test lint typecheck pytest bench tools clean
@@ -37,7 +39,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP) tools
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(JOBS) --dist loadgroup
 
 test: lint typecheck pytest
 

@@ -243,10 +243,16 @@ class Result(Generic[S, A]):
 
     def trace_lines(self, trace: Trace[S, A]) -> list[str]:
         """A trace as numbered lines: "1 <initial>: state", "2 action: state", ..."""
-        return [
-            f"{i} {'<initial>' if s.action is None else s.action}: {self.describe_state(s.state)}"
-            for i, s in enumerate(trace, 1)
-        ]
+        lines = []
+        for i, s in enumerate(trace, 1):
+            head = f"{i} {'<initial>' if s.action is None else s.action}:"
+            text = self.describe_state(s.state)
+            if "\n" in text:  # a multi-line state goes under its step, indented
+                lines.append(head)
+                lines.extend(f"    {line.strip()}" for line in text.splitlines())
+            else:
+                lines.append(f"{head} {text}")
+        return lines
 
     def to_json(self) -> dict[str, Any]:
         def trace_json(trace: Trace[S, A] | None) -> list[dict[str, str | None]] | None:
@@ -774,6 +780,82 @@ def shortest_path_to(
     return Explorer(model, config).shortest_path_to(predicate)
 
 
+class Rooted(Generic[S, A]):
+    """``model`` with one given initial state: the next phase of a chained search."""
+
+    def __init__(self, model: Model[S, A], root: S) -> None:
+        self.model = model
+        self.root = root
+
+    def init_states(self) -> list[S]:
+        return [self.root]
+
+    def actions(self, state: S) -> Iterable[A]:
+        return self.model.actions(state)
+
+    def next_state(self, state: S, action: A) -> S | None:
+        return self.model.next_state(state, action)
+
+    def properties(self) -> Sequence[PropertyLike[S]]:
+        return self.model.properties()
+
+    def __getattr__(self, name: str) -> Any:  # the optional hooks: fingerprint, describe...
+        return getattr(self.model, name)
+
+
+@dataclass(frozen=True, slots=True)
+class ChainResult(Generic[S, A]):
+    """A chained search (DSLabs' search goals): ``trace`` runs from an initial state through
+    each goal in turn (each leg a shortest path) and, when ``broken`` names an ALWAYS
+    property, ends at a state that breaks it (the last leg also a shortest path).
+    ``missed`` names the goal no state reached, if any; ``final`` is the last leg's run."""
+
+    trace: Trace[S, A]
+    legs: tuple[int, ...]
+    broken: str | None
+    missed: str | None
+    final: Result[S, A] | None
+
+
+def chain(
+    model: Model[S, A],
+    goals: Sequence[tuple[str, Callable[[S], bool]]],
+    config: ExploreConfig | None = None,
+    *,
+    final: ExploreConfig | None = None,
+) -> ChainResult[S, A]:
+    """Breadth-first to the first goal, from there to the next, and so on; then a full
+    search of the ALWAYS properties from the last goal's state. Each leg is shortest, the
+    whole trace need not be: chaining trades global minimality for reaching deep states
+    (a protocol's second view change, say) that one search could not exhaust. Every state
+    on the legs is checked against the ALWAYS properties as well. ``final`` configures the
+    last search (a ``depth_max`` bounds it; default: ``config``)."""
+    config = config or ExploreConfig()
+    always = [p for p in map(as_property, model.properties()) if p.kind is Kind.ALWAYS]
+    steps: list[Step[S, A]] = []
+    legs: list[int] = []
+    current: Model[S, A] = model
+    for name, predicate in goals:
+        leg = Explorer(current, config).shortest_path_to(predicate)
+        if leg is None:
+            return ChainResult(tuple(steps), tuple(legs), None, name, None)
+        fresh = leg if not steps else leg[1:]
+        for i, step in enumerate(fresh):
+            broken = next((p.name for p in always if not p.predicate(step.state)), None)
+            if broken is not None:
+                trace = (*steps, *fresh[: i + 1])
+                return ChainResult(trace, (*legs, i + 1), broken, None, None)
+        steps.extend(fresh)
+        legs.append(len(fresh))
+        current = Rooted(model, leg[-1].state)
+    last = Explorer(current, final or config).run()
+    failing = next((p for p in last.violations if p.trace is not None), None)
+    if failing is None or failing.trace is None:
+        return ChainResult(tuple(steps), tuple(legs), None, None, last)
+    tail = failing.trace if not steps else failing.trace[1:]
+    return ChainResult((*steps, *tail), (*legs, len(tail)), failing.name, None, last)
+
+
 def replay(model: Model[S, A], actions: Iterable[A], initial: S | None = None) -> Trace[S, A]:
     """Runs actions from an initial state (the first one, unless given): a trace, or
     ValueError naming the first action that is disabled."""
@@ -794,6 +876,7 @@ __all__ = [
     "GRAPH_STATE_COUNT_MAX",
     "SOMETIMES",
     "STRATEGIES",
+    "ChainResult",
     "ExploreConfig",
     "Explorer",
     "GraphTooLarge",
@@ -804,12 +887,14 @@ __all__ = [
     "PropertyLike",
     "PropertyResult",
     "Result",
+    "Rooted",
     "Step",
     "Strategy",
     "Trace",
     "Verdict",
     "as_property",
     "canonical_bytes",
+    "chain",
     "explore",
     "replay",
     "shortest_path_to",

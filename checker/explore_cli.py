@@ -63,8 +63,112 @@ def _build_twophase(args: argparse.Namespace) -> Model[Any, Any]:
     return TwoPhase(args.rms)
 
 
-# The registration point: name -> entry. The VR model goes here.
+def _add_vr_arguments(group: argparse._ArgumentGroup) -> None:
+    from checker.mutants import MUTANTS
+    from checker.vr_model import Bounds
+
+    d = Bounds()
+    group.add_argument("--replicas", type=int, default=d.replica_count, help="default 3")
+    group.add_argument("--clients", type=int, default=d.client_count, help="default 1")
+    group.add_argument(
+        "--ops", type=int, default=d.ops_per_client, help="operations per client (default 2)"
+    )
+    group.add_argument(
+        "--views", type=int, default=d.view_number_max, help="highest view number (default 1)"
+    )
+    group.add_argument("--crashes", type=int, default=d.crash_count_max, help="default 0")
+    group.add_argument("--drops", type=int, default=d.drop_count_max, help="default 1")
+    group.add_argument("--dups", type=int, default=d.duplicate_count_max, help="default 1")
+    group.add_argument(
+        "--resends",
+        type=int,
+        default=d.resend_count_max,
+        help="firings of resending timers (heartbeat, resends, retries; default 1)",
+    )
+    group.add_argument(
+        "--client-timeouts", action="store_true", help="clients may time out and resend"
+    )
+    group.add_argument(
+        "--crash-replicas",
+        type=_replica_list,
+        metavar="I,J",
+        help="only these replicas may crash (default any)",
+    )
+    group.add_argument(
+        "--view-change-replicas",
+        type=_replica_list,
+        metavar="I,J",
+        help="only these replicas' timers start view changes (default any)",
+    )
+    group.add_argument(
+        "--mutant",
+        choices=sorted(MUTANTS),
+        help="explore a known-buggy variant of the core (the bug zoo, checker/mutants.py)",
+    )
+    group.add_argument(
+        "--history",
+        metavar="OUT",
+        help="write the first counterexample as a history file (replay: vrref replay OUT)",
+    )
+
+
+def _replica_list(text: str) -> tuple[int, ...]:
+    try:
+        ids = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of ids: {text!r}") from None
+    if any(i < 0 for i in ids):
+        raise argparse.ArgumentTypeError(f"replica ids are not negative: {text!r}")
+    return ids
+
+
+def _build_vr(args: argparse.Namespace) -> Model[Any, Any]:
+    from checker.mutants import replica_class
+    from checker.vr_model import Bounds, VRModel
+
+    counts = {
+        "--replicas": args.replicas,
+        "--clients": args.clients,
+        "--ops": args.ops,
+        "--views": args.views,
+        "--crashes": args.crashes,
+        "--drops": args.drops,
+        "--dups": args.dups,
+        "--resends": args.resends,
+    }
+    for flag, value in counts.items():
+        if value < 0:
+            raise UsageError(f"{flag} must not be negative, not {value}")
+    if args.replicas < 1 or args.replicas % 2 == 0:
+        raise UsageError(f"--replicas must be odd (2f+1), not {args.replicas}")
+    for ids in (args.crash_replicas, args.view_change_replicas):
+        if ids is not None and max(ids) >= args.replicas:
+            raise UsageError(f"replica {max(ids)} is not among the {args.replicas} replicas")
+    if args.clients < 1:
+        raise UsageError(f"--clients must be at least 1, not {args.clients}")
+    bounds = Bounds(
+        replica_count=args.replicas,
+        client_count=args.clients,
+        ops_per_client=args.ops,
+        view_number_max=args.views,
+        crash_count_max=args.crashes,
+        drop_count_max=args.drops,
+        duplicate_count_max=args.dups,
+        client_timeouts=args.client_timeouts,
+        resend_count_max=args.resends,
+        crash_replicas=args.crash_replicas,
+        view_change_replicas=args.view_change_replicas,
+    )
+    return VRModel(bounds, replica_class(args.mutant), mutant=args.mutant)
+
+
+# The registration point: name -> entry.
 MODELS: dict[str, ModelEntry] = {
+    "vr": ModelEntry(
+        help="the real replica and client cores over a model network",
+        add_arguments=_add_vr_arguments,
+        build=_build_vr,
+    ),
     "twophase": ModelEntry(
         help="two-phase commit (tlaplus/Examples TwoPhase.tla)",
         add_arguments=_add_twophase_arguments,
@@ -145,11 +249,28 @@ def main(argv: list[str]) -> int:
         document = {"model": args.model, **result.to_json()}
         sys.stdout.write(json.dumps(document) + "\n")
     else:
-        sys.stdout.write(report(args.model, result))
+        explain = getattr(model, "explain", None)
+        sys.stdout.write(report(args.model, result, explain if callable(explain) else None))
+    if args.model == "vr" and args.history is not None:
+        code = _write_counterexample(model, result, args.history) or code
     return code
 
 
-def report(name: str, result: Result[Any, Any]) -> str:
+def _write_counterexample(model: Model[Any, Any], result: Result[Any, Any], path: str) -> int:
+    from checker.replay import write_counterexample
+    from checker.vr_model import VRModel
+
+    assert isinstance(model, VRModel)
+    failing = next((p for p in result.violations if p.trace is not None), None)
+    if failing is None or failing.trace is None:
+        sys.stderr.write("vrref explore: no counterexample found, no history written\n")
+        return 0
+    write_counterexample(path, model, failing.trace, failing.name)
+    sys.stderr.write(f"vrref explore: counterexample written to {path} (vrref replay {path})\n")
+    return 0
+
+
+def report(name: str, result: Result[Any, Any], explain: Callable[[Any], str] | None = None) -> str:
     lines = [
         f"{name}: {result.verdict} ({result.config.strategy}): {result.distinct:,} distinct "
         f"states, {result.generated:,} generated, depth {result.depth}, "
@@ -163,4 +284,9 @@ def report(name: str, result: Result[Any, Any]) -> str:
             seed = "" if prop.walk_seed is None else f" (replay: --seed {prop.walk_seed} --walks 1)"
             lines.append(f"       counterexample, {len(prop.trace)} states{seed}:")
             lines.extend(f"         {line}" for line in result.trace_lines(prop.trace))
+            if explain is not None and prop.kind == "always":
+                lines.append("       broken at the last state:")
+                lines.extend(
+                    f"         {line}" for line in explain(prop.trace[-1].state).split("\n")
+                )
     return "\n".join(lines) + "\n"

@@ -39,7 +39,7 @@ from typing import Any, Final, Protocol
 from checker.linearizability import UNKNOWN, Footprint, Model, Operation
 from checker.readers import ClientOp, Keyword
 
-MODELS: Final = ("dns", "cas-register", "kv")
+MODELS: Final = ("dns", "cas-register", "kv", "echo-log")
 
 
 class ModelError(ValueError):
@@ -260,6 +260,52 @@ class KeyValue:
         if not state:
             return '{} (every key "")'
         return "{" + ", ".join(f"{_show(k)}: {v!r}" for k, v in state) + "}"
+
+
+# ---------------------------------------------------------------------------- echo log
+
+
+class EchoLogSpec:
+    """The sequential specification of vrref.statemachine.EchoLog, the service the explorer
+    replicates: ``append op`` returns ``"<position>:<op>"``, its 1-based position in the
+    single log. One key, so no partitioning. The state is the number of ops appended (the
+    results name only positions and each op's own text)."""
+
+    name = "echo-log"
+
+    def init(self) -> Hashable:
+        return 0
+
+    def init_for(self, keys: frozenset[Hashable] | None) -> Hashable:
+        return 0
+
+    def convert(self, op: ClientOp) -> tuple[Any, Any] | None:
+        if op.f != "append" or not isinstance(op.value, str):
+            raise ModelError(op, f"the echo log has only append of a string, not {op.f!r}")
+        if op.outcome == "fail":
+            return None
+        if op.outcome != "ok":
+            return ("append", op.value), UNKNOWN
+        if not isinstance(op.result, str):
+            raise ModelError(op, f"append must return a string, got {op.result!r}")
+        return ("append", op.value), op.result
+
+    def step(self, state: Any, input: Any, output: Any) -> tuple[bool, Any]:
+        position = state + 1
+        return (output is UNKNOWN or output == f"{position}:{input[1]}"), position
+
+    def footprints(self, ops: Sequence[Operation]) -> Sequence[Footprint | None]:
+        return [None] * len(ops)
+
+    def read_only(self, input: Any) -> bool:
+        return False
+
+    def describe_operation(self, input: Any, output: Any) -> str:
+        shown = "?" if output is UNKNOWN else repr(output)
+        return f"append {input[1]!r} -> {shown}"
+
+    def describe_state(self, state: Any) -> str:
+        return f"{state} ops appended"
 
 
 # ---------------------------------------------------------------------------- DNS
@@ -565,6 +611,8 @@ def model_for(name: str, header: dict[str, Any] | None = None) -> CheckedModel:
         return CasRegister()
     if name == "kv":
         return KeyValue()
+    if name == "echo-log":
+        return EchoLogSpec()
     if name == "dns":
         records = dns_records_from_header(header or {})
         if records is None:

@@ -50,10 +50,13 @@ class LogByOpNumberOnly(Replica):
 
 
 class CommitFromChosenLog(Replica):
-    """The new primary takes commit-number from the chosen DOVIEWCHANGE, not the largest."""
+    """The new primary takes commit-number from the chosen DOVIEWCHANGE, not the largest
+    received, and adopts it even below its own: committed ops then execute again."""
 
     def _new_view_commit_number(self, messages: list[DoViewChange]) -> int:
-        return self.choose_log(messages).commit_number
+        chosen = self.choose_log(messages).commit_number
+        self.commit_number = min(self.commit_number, chosen)
+        return chosen
 
 
 class AcceptPrepareWithGap(Replica):

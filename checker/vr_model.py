@@ -65,6 +65,12 @@ class Bounds:
     duplicate_count_max: int = 1
     client_timeouts: bool = False
     """Whether a client may time out and resend to every replica."""
+    crash_replicas: tuple[int, ...] | None = None
+    """The replicas that may crash (None: any). Like every bound, a restriction: a
+    violation found within it is a real one; its absence proves nothing outside it."""
+    view_change_replicas: tuple[int, ...] | None = None
+    """The replicas whose own timers may start or restart a view change (None: any);
+    others still join a view change when they hear of one."""
     resend_count_max: int = 1
     """How often, in all, the resending timers (heartbeat, view_change_resend,
     state_transfer, recovery) may fire. Timers that change the protocol state on their own
@@ -100,6 +106,8 @@ class VRState:
     network: frozenset[InFlight]
     completions: tuple[tuple[int, int, str], ...] = ()
     """(client-id, request-number, result) of every completed request, in order."""
+    client_events: tuple[tuple[str, int, str], ...] = ()
+    """The clients' history: ("invoke", client-id, op) and ("ok", client-id, result)."""
     ops_submitted: tuple[int, ...] = ()
     crashes: int = 0
     drops: int = 0
@@ -120,6 +128,7 @@ class VRState:
                 tuple(c.state_key() for c in self.clients),
                 self.network,
                 self.completions,
+                self.client_events,
                 self.ops_submitted,
                 self.crashes,
                 self.drops,
@@ -138,11 +147,26 @@ class VRState:
 class VRModel:
     """The VR cluster as an explorer model (checker/explore.py's Model interface)."""
 
-    def __init__(self, bounds: Bounds, replica_class: type[Replica] = Replica) -> None:
+    def __init__(
+        self,
+        bounds: Bounds,
+        replica_class: type[Replica] = Replica,
+        *,
+        mutant: str | None = None,
+        collect_garbage: bool | None = None,
+    ) -> None:
         self.bounds = bounds
         self.replica_class = replica_class
+        self.collect_garbage = True if collect_garbage is None else collect_garbage
+        """Remove messages that the receiver can only ignore (``_obsolete``). Each rule is a
+        fact about a handler of the real core, and applies only to a receiver whose class
+        runs that very handler: a mutant that overrides it keeps its messages, so the
+        reduction never hides the bug it looks for."""
+        self.mutant = mutant
+        """The bug-zoo name of replica_class, if it is one (recorded in histories)."""
         self.config = Config(replica_count=bounds.replica_count)
         self._message_digests: dict[InFlight, int] = {}
+        self._linearizable: dict[tuple[tuple[str, int, str], ...], bool] = {}
 
     # ------------------------------------------------------------------ the interface
 
@@ -180,11 +204,14 @@ class VRModel:
                 if name in ("primary", "view_change_stalled"):
                     if r.view >= b.view_number_max:
                         continue  # would start a view beyond the bound
+                    if b.view_change_replicas is not None and i not in b.view_change_replicas:
+                        continue
                 elif state.resends >= b.resend_count_max:
                     continue
                 yield Action("timeout", i, name)
             down = sum(1 for x in state.replicas if x is None or x.status is Status.RECOVERING)
-            if state.crashes < b.crash_count_max and down < self.config.f:
+            may_crash = b.crash_replicas is None or i in b.crash_replicas
+            if state.crashes < b.crash_count_max and down < self.config.f and may_crash:
                 yield Action("crash", i)
         for c, client in enumerate(state.clients):
             if client.outstanding is None and state.ops_submitted[c] < b.ops_per_client:
@@ -220,39 +247,94 @@ class VRModel:
         )
         return _digest(repr(summary))
 
+    def goals(self) -> dict[str, Callable[[VRState], bool]]:
+        """Named search goals for chained searches (``checker.explore.chain``): situations
+        that a protocol rule exists for, reached first so that a second search can start
+        from them."""
+        return {
+            "two-ops-at-one-replica-only": _two_ops_at_one_replica_only,
+            "stale-log-outgrows-newer-view": _stale_log_outgrows_newer_view,
+        }
+
+    def explain(self, state: VRState) -> str:
+        """Why a state breaks an ALWAYS property, in one line per problem."""
+        problems = [state.violation] if state.violation is not None else []
+        problems += self.violations(state)
+        if not self.linearizable(state):
+            problems.append(
+                "the client operations are not linearizable: "
+                + ", ".join(f"{k} c{c} {t!r}" for k, c, t in state.client_events)
+            )
+        return "\n".join(problems) if problems else "no property is broken here"
+
+    def describe(self, state: VRState) -> str:
+        """The explorer's trace hook: the state in the paper's terms."""
+        return describe_state(state)
+
     def properties(self) -> list[tuple[str, str, Callable[[VRState], bool]]]:
         """(name, "always" | "sometimes", predicate)."""
-        return [
-            (
-                "the core raises no assertion and no transition invariant breaks",
-                "always",
-                lambda s: s.violation is None,
-            ),
-            (
-                "safety invariants hold (spec/invariants.py)",
-                "always",
-                lambda s: not self.violations(s),
-            ),
-            ("a view change completes", "sometimes", lambda s: s.view_changed),
-            (
-                "an op commits in a view later than the one it was prepared in",
-                "sometimes",
-                lambda s: s.committed_in_later_view,
-            ),
-            (
-                "every client request completes",
-                "sometimes",
-                lambda s: (
-                    len(s.completions) == self.bounds.client_count * self.bounds.ops_per_client
+        return (
+            [
+                (
+                    "the core raises no assertion and no transition invariant breaks",
+                    "always",
+                    lambda s: s.violation is None,
                 ),
-            ),
-        ] + (
-            [("a recovery completes", "sometimes", lambda s: s.recovered)]
-            if self.bounds.crash_count_max > 0
-            else []
+                (
+                    "safety invariants hold (spec/invariants.py)",
+                    "always",
+                    lambda s: not self.violations(s),
+                ),
+                (
+                    "the client operations are linearizable (checker/linearizability.py)",
+                    "always",
+                    self.linearizable,
+                ),
+            ]
+            + (
+                [
+                    ("a view change completes", "sometimes", lambda s: s.view_changed),
+                    (
+                        "an op commits in a view later than the one it was prepared in",
+                        "sometimes",
+                        lambda s: s.committed_in_later_view,
+                    ),
+                ]
+                if self.bounds.view_number_max > 0
+                else []
+            )
+            + [
+                (
+                    "every client request completes",
+                    "sometimes",
+                    lambda s: (
+                        len(s.completions) == self.bounds.client_count * self.bounds.ops_per_client
+                    ),
+                ),
+            ]
+            + (
+                [("a recovery completes", "sometimes", lambda s: s.recovered)]
+                if self.bounds.crash_count_max > 0
+                else []
+            )
         )
 
     # ------------------------------------------------------------------ invariants
+
+    def linearizable(self, state: VRState) -> bool:
+        """The linearizability checker's verdict on the clients' history so far, against
+        the sequential EchoLog (memoized: few distinct client histories exist)."""
+        events = state.client_events
+        verdict = self._linearizable.get(events)
+        if verdict is None:
+            from checker import linearizability as lin
+            from checker.models import EchoLogSpec
+
+            verdict = isinstance(
+                lin.check(EchoLogSpec(), client_operations(events), timeout_s=None), lin.Ok
+            )
+            self._linearizable[events] = verdict
+        return verdict
 
     def violations(self, state: VRState) -> list[str]:
         """Every safety property of spec/invariants.py, over this global state."""
@@ -304,6 +386,10 @@ class VRModel:
                             *state.completions,
                             (client.client_id, completion.request_number, completion.result),
                         )
+                        changes["client_events"] = (
+                            *state.client_events,
+                            ("ok", client.client_id, completion.result),
+                        )
                 else:
                     replica = replicas[dst]
                     if replica is not None:
@@ -345,6 +431,10 @@ class VRModel:
                 submitted = list(state.ops_submitted)
                 submitted[c] += 1
                 changes["ops_submitted"] = tuple(submitted)
+                changes["client_events"] = (
+                    *state.client_events,
+                    ("invoke", client.client_id, action.detail),
+                )
             case "client_timeout":
                 client = clients[action.target].clone()
                 effects.append((("client", client.client_id), client.on_timeout()))
@@ -359,7 +449,8 @@ class VRModel:
                 else:
                     assert isinstance(effect, Send)
                     network.add((("replica", effect.to), effect.message))
-        network = {m for m in network if not _obsolete(m, replicas, clients)}
+        if self.collect_garbage:
+            network = {m for m in network if not _obsolete(m, replicas, clients)}
 
         if touched is not None:
             before, after = state.replicas[touched], replicas[touched]
@@ -414,6 +505,33 @@ _VIEW_SCOPED = (
 )
 
 
+# The handlers (and the decisions they delegate to) that each garbage-collection rule of
+# ``_obsolete`` rests on.
+_RULE_HANDLERS: dict[type, tuple[str, ...]] = {
+    Prepare: ("on_prepare",),
+    PrepareOk: ("on_prepare_ok",),
+    Commit: ("on_commit",),
+    StartViewChange: ("on_start_view_change",),
+    DoViewChange: ("on_do_view_change",),
+    StartView: ("on_start_view",),
+    GetState: ("on_get_state",),
+    NewState: ("on_new_state",),
+    RecoveryResponse: ("on_recovery_response", "_nonce_matches"),
+}
+_real_cache: dict[tuple[type, type], bool] = {}
+
+
+def _real_handlers(kind: type[Replica], message: type) -> bool:
+    """Whether ``kind`` handles ``message`` with the real core's code (not a mutant's)."""
+    key = (kind, message)
+    verdict = _real_cache.get(key)
+    if verdict is None:
+        names = (*_RULE_HANDLERS.get(message, ()), "_dispatch", "on_message")
+        verdict = all(getattr(kind, n) is getattr(Replica, n) for n in names)
+        _real_cache[key] = verdict
+    return verdict
+
+
 def _obsolete(
     item: InFlight, replicas: Sequence[Replica | None], clients: Sequence[Client]
 ) -> bool:
@@ -433,6 +551,8 @@ def _obsolete(
         )
     receiver = replicas[dst]
     if receiver is None or receiver.status is Status.RECOVERING:
+        return False
+    if not _real_handlers(type(receiver), type(message)):
         return False
     if isinstance(message, RecoveryResponse):
         return True  # only a recovering replica listens, with a nonce never used before
@@ -467,6 +587,54 @@ def _echo_digest(entries: Sequence[invariants.Entry]) -> str:
         assert isinstance(request, Request)
         service.apply(request.op)
     return service.digest()
+
+
+def _two_ops_at_one_replica_only(state: VRState) -> bool:
+    """One replica has prepared two ops that no other replica has heard of."""
+    ops = sorted(r.op_number for r in state.replicas if r is not None)
+    return len(ops) == len(state.replicas) and ops[-1] >= 2 and ops[-2] == 0
+
+
+def _stale_log_outgrows_newer_view(state: VRState) -> bool:
+    """A replica still in an older view holds a longer log than a replica of a newer view
+    that has committed, at some position, an op the older log has not: the situation in
+    which a new primary must prefer v' to op-number (VRR §4.2 step 3)."""
+    live = [r for r in state.replicas if r is not None and r.status is not Status.RECOVERING]
+    for old in live:
+        for new in live:
+            if new.last_normal_view <= old.last_normal_view or new.commit_number == 0:
+                continue
+            if old.op_number <= new.op_number:
+                continue
+            if any(old.log[i].request != new.log[i].request for i in range(new.commit_number)):
+                return True
+    return False
+
+
+def client_operations(events: Sequence[tuple[str, int, str]]) -> list[Any]:
+    """The clients' history as the linearizability checker's operations: an invocation
+    without a completion is indeterminate (it may take effect later, or never)."""
+    from checker.linearizability import UNKNOWN, Operation
+
+    ops: list[Operation] = []
+    open_: dict[int, int] = {}
+    for position, (kind, client_id, text) in enumerate(events):
+        if kind == "invoke":
+            open_[client_id] = len(ops)
+            ops.append(
+                Operation(
+                    id=len(ops),
+                    process=client_id,
+                    input=("append", text),
+                    output=UNKNOWN,
+                    call=position,
+                    ret=None,
+                )
+            )
+        else:
+            index = open_.pop(client_id)
+            ops[index] = replace(ops[index], output=text, ret=position)
+    return ops
 
 
 def describe_state(state: VRState) -> str:
