@@ -203,6 +203,19 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument(
+        "--goal",
+        action="append",
+        metavar="NAME",
+        help="chained search: BFS to this goal of the model first, then on from there "
+        "(repeatable; the vr model's goals: two-ops-at-one-replica-only, "
+        "stale-log-outgrows-newer-view)",
+    )
+    p.add_argument(
+        "--final-depth-max",
+        type=int,
+        help="chained search: states in the last leg, its root included",
+    )
     for name, entry in sorted(MODELS.items()):
         entry.add_arguments(p.add_argument_group(f"{name} model ({entry.help})"))
     return p
@@ -234,6 +247,8 @@ def main(argv: list[str]) -> int:
         p.print_usage(sys.stderr)
         sys.stderr.write(f"vrref explore: error: {error}\n")
         return 2
+    if args.goal:
+        return _run_chain(args, model, config)
     result = explorer.run()
     code = EXIT_CODES[result.verdict]
     if args.graphml is not None:
@@ -254,6 +269,56 @@ def main(argv: list[str]) -> int:
     if args.model == "vr" and args.history is not None:
         code = _write_counterexample(model, result, args.history) or code
     return code
+
+
+def _run_chain(args: argparse.Namespace, model: Model[Any, Any], config: ExploreConfig) -> int:
+    import dataclasses
+
+    from checker.explore import Explorer as _Explorer
+    from checker.explore import chain
+
+    hook = getattr(model, "goals", None)
+    goals: dict[str, Any] = hook() if callable(hook) else {}
+    unknown = [g for g in args.goal if g not in goals]
+    if unknown:
+        sys.stderr.write(
+            f"vrref explore: error: unknown goal {unknown[0]!r}; the {args.model} model has: "
+            f"{', '.join(goals) or 'none'}\n"
+        )
+        return 2
+    final = dataclasses.replace(config, depth_max=args.final_depth_max)
+    outcome = chain(model, [(g, goals[g]) for g in args.goal], config, final=final)
+    legs = " + ".join(str(n) for n in outcome.legs)
+    if outcome.missed is not None:
+        print(f"{args.model}: chain: goal {outcome.missed!r} is not reached")
+        return 1
+    describe = _Explorer(model, config).describe
+    last = outcome.final
+    searched = "" if last is None else f"; last leg: {last.distinct:,} states, {last.verdict}"
+    if outcome.broken is None:
+        print(f"{args.model}: chain through {', '.join(args.goal)}: no violation{searched}")
+        return 0 if last is None or last.stopped_by is None else 2
+    print(
+        f"{args.model}: chain: violation of {outcome.broken!r}, {len(outcome.trace)} states "
+        f"(legs {legs}){searched}"
+    )
+    for i, step in enumerate(outcome.trace, 1):
+        print(f"  {i} {'<initial>' if step.action is None else step.action}:")
+        for line in describe(step.state).splitlines():
+            print(f"      {line.strip()}")
+    explain = getattr(model, "explain", None)
+    if callable(explain):
+        print("  broken at the last state:")
+        for line in str(explain(outcome.trace[-1].state)).splitlines():
+            print(f"    {line}")
+    if args.model == "vr" and args.history is not None:
+        from checker.replay import write_counterexample
+        from checker.vr_model import VRModel
+
+        assert isinstance(model, VRModel)
+        write_counterexample(args.history, model, outcome.trace, outcome.broken)
+        sys.stderr.write(f"vrref explore: counterexample written to {args.history}\n")
+    return 1
 
 
 def _write_counterexample(model: Model[Any, Any], result: Result[Any, Any], path: str) -> int:
