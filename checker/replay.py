@@ -104,7 +104,9 @@ def step_events(before: VRState, action: Action, after: VRState) -> list[dict[st
 def write_counterexample(
     path: str | Path, model: VRModel, trace: Sequence[Step[VRState, Action]], broken: str
 ) -> None:
-    """Writes a trace of the VR model as a history file that ``vrref replay`` re-runs."""
+    """Writes a trace of the VR model as a history file that ``vrref replay`` re-runs
+    (replacing the file: a history writer would append to it)."""
+    Path(path).unlink(missing_ok=True)
     with HistoryWriter(
         path,
         model="echo-log",

@@ -116,8 +116,8 @@ TWO_CLIENTS_TWO_VIEWS = Bounds(
     view_change_replicas=(1, 2),
 )
 GOALS = ("two-ops-at-one-replica-only", "stale-log-outgrows-newer-view")
-FINAL_DEPTH_MAX = 8
-"""States in the last leg (its root included): the mutant needs 5."""
+FINAL_DEPTH_MAX = 6
+"""States in the last leg, its root included: the mutant needs 6."""
 
 
 def chained(mutant: str | None) -> ChainResult[VRState, Action]:
