@@ -442,15 +442,28 @@ class VRModel:
             case _:
                 raise ValueError(f"unknown action {action.name}")
 
+        sent: list[InFlight] = []
         for _src, produced in effects:
             for effect in produced:
                 if isinstance(effect, SendReply):
-                    network.add((("client", effect.reply.client_id), effect.reply))
+                    sent.append((("client", effect.reply.client_id), effect.reply))
                 else:
                     assert isinstance(effect, Send)
-                    network.add((("replica", effect.to), effect.message))
+                    sent.append((("replica", effect.to), effect.message))
+        network.update(sent)
         if self.collect_garbage:
-            network = {m for m in network if not _obsolete(m, replicas, clients)}
+            # Whether a message is obsolete depends on its receiver's state alone, and no
+            # message in the parent state was: only new ones and those to a receiver this
+            # action changed need a look.
+            changed: set[Address] = {dst for dst, _ in sent}
+            if touched is not None:
+                changed.add(("replica", touched))
+            if action.name in ("request", "client_timeout"):
+                changed.add(("client", clients[action.target].client_id))
+            elif action.name in ("deliver", "duplicate") and action.detail[0][0] == "client":
+                changed.add(action.detail[0])
+            stale = [m for m in network if m[0] in changed and _obsolete(m, replicas, clients)]
+            network.difference_update(stale)
 
         if touched is not None:
             before, after = state.replicas[touched], replicas[touched]

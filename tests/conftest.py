@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from vrref.harness import Cluster, InFlight
 from vrref.messages import Message
 from vrref.replica import Config
@@ -20,3 +22,10 @@ def to(replica: int, kind: type[Message] | None = None) -> Callable[[InFlight], 
 
 def from_(replica: int, kind: type[Message] | None = None) -> Callable[[InFlight], bool]:
     return lambda m: m.src == ("replica", replica) and (kind is None or isinstance(m.message, kind))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Heavy tests first (a stable sort, the same on every xdist worker): with
+    ``--dist worksteal`` an idle worker takes the queued ones, so the long explorations
+    run beside the rest of the suite instead of after it."""
+    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
