@@ -418,11 +418,11 @@ class VRModel:
             case "restart":
                 if replicas[action.target] is not None:
                     return None
-                replica, sent = self.replica_class.recovering(
+                replica, recovery = self.replica_class.recovering(
                     self.config, action.target, EchoLog, nonce=1000 + state.crashes
                 )
                 replicas[action.target] = replica
-                effects.append((("replica", action.target), sent))
+                effects.append((("replica", action.target), recovery))
             case "request":
                 c = action.target
                 client = clients[c].clone()
