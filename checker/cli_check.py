@@ -71,6 +71,22 @@ def guess_model(history: ClientHistory) -> str:
     raise UsageError(f"{history.path}: cannot tell the model from {sorted(names)}; pass --model")
 
 
+def expand(paths: Sequence[str]) -> list[str]:
+    """Paths with each directory replaced by its ``*.jsonl`` files, sorted."""
+    from pathlib import Path
+
+    out: list[str] = []
+    for path in paths:
+        if Path(path).is_dir():
+            files = sorted(str(p) for p in Path(path).glob("*.jsonl"))
+            if not files:
+                raise UsageError(f"{path}: a directory with no *.jsonl history files")
+            out.extend(files)
+        else:
+            out.append(path)
+    return out
+
+
 def load(
     paths: Sequence[str],
     *,
@@ -78,8 +94,9 @@ def load(
     model_name: str | None = None,
     zone: str | None = None,
 ) -> Loaded:
-    """Reads a history and prepares the search; raises ReadError, ModelError or UsageError."""
-    history = read(paths, fmt)
+    """Reads a history and prepares the search; raises ReadError, ModelError or UsageError.
+    A directory stands for the ``*.jsonl`` files in it (a cluster's history directory)."""
+    history = read(expand(paths), fmt)
     name = model_name or guess_model(history)
     if name not in models.MODELS:
         raise UsageError(f"unknown model {name!r}; choose from {', '.join(models.MODELS)}")

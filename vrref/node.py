@@ -197,6 +197,9 @@ class Node:
                     "replica": replica_id,
                     "replica_count": len(cluster.replicas),
                     "origin": cluster.origin,
+                    "model": "dns",
+                    "initial": {"records": [list(r) for r in initial.records()]},
+                    "read_mode": cluster.read_mode,
                 },
             )
             if history_path is not None
