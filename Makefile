@@ -43,8 +43,8 @@ pytest: $(STAMP) tools
 
 test: lint typecheck pytest
 
-demo: $(STAMP)
-	$(BIN)/python -m vrref.demo
+demo: $(STAMP) tools
+	$(BIN)/python -m vrref.netdemo
 
 bench: $(STAMP) tools
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "cluster": ("vrref.cluster:cluster_main", "start a local cluster, one process a replica"),
     "replica": ("vrref.cluster:replica_main", "run one replica of a cluster (cluster.toml)"),
-    "demo": ("vrref.demo", "a deterministic in-memory 3-replica run with a readable trace"),
+    "demo": ("vrref.netdemo", "a 3-replica cluster, a killed primary, a recovery (--memory)"),
     "check": ("checker.cli_check", "check a history: linearizability (and invariants)"),
     "view": ("checker.report", "write a self-contained HTML view of a history"),
     "explore": ("checker.explore_cli", "explicit-state exploration of a model"),
