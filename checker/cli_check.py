@@ -32,6 +32,7 @@ from typing import Any, Final, TextIO
 from checker import linearizability as lin
 from checker import models
 from checker.readers import FORMATS, ClientHistory, ClientOp, ReadError, read
+from vrref.history import HistoryError
 
 EXIT_OK: Final = 0
 EXIT_ILLEGAL: Final = 1
@@ -326,6 +327,11 @@ def parser() -> argparse.ArgumentParser:
         help="skip replaying the witness through the unpartitioned model (faster on big "
         "DNS histories; a linearizable verdict then rests on the model's footprints)",
     )
+    p.add_argument(
+        "--no-runs",
+        action="store_true",
+        help="skip trace validation and invariants of recorded replica events (checker/runs.py)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
 
@@ -377,4 +383,19 @@ def main(argv: list[str]) -> int:
             return EXIT_UNKNOWN
         if not args.json:
             sys.stdout.write(f"view: {args.html}\n")
-    return exit_status(result)
+    status = exit_status(result)
+    if args.no_runs:
+        return status
+    from checker import runs
+
+    files = expand(args.files)
+    if not runs.has_replica_events(files):
+        return status
+    try:
+        checked = runs.check_run(files)
+    except (HistoryError, ValueError) as error:
+        sys.stderr.write(f"vrref check: {error}\n")
+        return EXIT_UNKNOWN
+    if not args.json:
+        sys.stdout.write("\n".join(runs.report_lines(checked)) + "\n")
+    return status if checked.ok else EXIT_ILLEGAL

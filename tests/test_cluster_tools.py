@@ -323,3 +323,7 @@ def test_sigkill_primary_update_continues_restart_recovers_history_checks(
     )
     assert check.returncode == 0, check.stdout + check.stderr
     assert "LINEARIZABLE" in check.stdout
+    for i in range(3):
+        assert f"trace validation: replica {i} (replica-{i}.jsonl): ok" in check.stdout
+    assert "2 life(s)" in check.stdout  # the killed replica's second life replayed too
+    assert "invariants: ok" in check.stdout

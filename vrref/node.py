@@ -122,6 +122,20 @@ class ClusterConfig:
         return "\n".join(lines) + "\n"
 
 
+PROTOCOL_FIELDS = (
+    "replica_count",
+    "heartbeat_ticks",
+    "primary_timeout_ticks",
+    "view_change_resend_ticks",
+    "view_change_stalled_ticks",
+    "recovery_resend_ticks",
+    "state_transfer_resend_ticks",
+    "pipeline_max",
+    "prepare_entries_max",
+)
+"""The protocol settings a history header carries, so a checker can rebuild the core."""
+
+
 class HistoryRecorder:
     """Appends this replica's events to a JSON Lines history (vrref/history.py format).
 
@@ -200,6 +214,7 @@ class Node:
                     "model": "dns",
                     "initial": {"records": [list(r) for r in initial.records()]},
                     "read_mode": cluster.read_mode,
+                    "protocol": {name: getattr(cluster.protocol, name) for name in PROTOCOL_FIELDS},
                 },
             )
             if history_path is not None
