@@ -25,9 +25,19 @@ operations, and the faults as replica events; ``vrref check`` reads it).
     vrref simulate --seeds 300 --jobs 2          # seeds 0..299
     vrref simulate --seed 17 --mutant no-client-table --json
 
-Seeds needed to catch each mutant of the bug zoo (``vrref simulate --seeds 2000 --mutant
-NAME --stop-on-failure``, the first failing seed counted from 0; measured 2026-11-24): see
-``SEEDS_TO_CATCH`` below, whose numbers tests/test_simulate.py checks.
+Seeds needed to catch each mutant of the bug zoo: the first failing seed, counting from 0,
+of ``vrref simulate --seeds 1000 --jobs 2 --mutant NAME --stop-on-failure`` (measured
+2026-11-24; tests/test_simulate.py checks each seed still fails, and passes on the real
+core)::
+
+    commit-too-few-prepareoks        1     no-client-table                  0
+    accept-prepare-gap               0     recovering-replica-votes         0
+    commit-backwards-on-startview    8     commit-from-chosen-log          66
+    paper-literal-state-transfer   125     recovery-ignores-nonce         162
+    log-by-op-number         not caught in 1,000 seeds (the explorer catches it)
+
+Swarm testing made the difference for the last three caught: before each seed drew its
+own mix of event kinds, 600 seeds caught neither the nonce nor the state-transfer mutant.
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ import random
 import sys
 import tempfile
 import time
+import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,11 +67,21 @@ ORIGIN = "example.com."
 NAMES = ("a.example.com.", "b.example.com.", "c.example.com.", "www.example.com.")
 ADDRESSES = ("192.0.2.1", "192.0.2.2", "192.0.2.3")
 
-SAFETY_STEPS = 400
+SAFETY_STEPS = 600
 LIVENESS_TICKS = 600
 
-SEEDS_TO_CATCH: dict[str, int | None] = {}
-"""Filled in from measurement; None: not caught within the seeds tried."""
+SEEDS_TO_CATCH: dict[str, int | None] = {
+    "commit-too-few-prepareoks": 1,
+    "accept-prepare-gap": 0,
+    "no-client-table": 0,
+    "recovering-replica-votes": 0,
+    "commit-backwards-on-startview": 8,
+    "commit-from-chosen-log": 66,
+    "paper-literal-state-transfer": 125,
+    "recovery-ignores-nonce": 162,
+    "log-by-op-number": None,
+}
+"""The first failing seed of each mutant, measured; None: not caught in 1,000 seeds."""
 
 
 @dataclass
@@ -127,6 +148,18 @@ def run_seed(seed: int, mutant: str | None = None, history_dir: str | None = Non
     ops_per_client = rng.randint(3, 6)
     loss = rng.uniform(0.0, 0.3)
     duplication = rng.uniform(0.0, 0.1)
+    # Swarm testing: each seed weighs the kinds of event differently, so some worlds are
+    # all crashes, some all partitions, some quiet, instead of every world being average.
+    weights = {
+        "deliver": rng.uniform(0.3, 0.7),
+        "tick": rng.uniform(0.1, 0.4),
+        "crash": rng.choice((0.0, rng.uniform(0.0, 0.15))),
+        "partition": rng.choice((0.0, rng.uniform(0.0, 0.08))),
+        "heal": rng.uniform(0.01, 0.05),
+    }
+    kinds = list(weights)
+    cumulative = [sum(weights[k] for k in kinds[: i + 1]) for i in range(len(kinds))]
+    steps = rng.randint(SAFETY_STEPS // 2, SAFETY_STEPS)
     base = _base_zone()
     cluster = Cluster(
         Config(replica_count=replica_count),
@@ -182,18 +215,20 @@ def run_seed(seed: int, mutant: str | None = None, history_dir: str | None = Non
 
     try:
         # ---------------------------------------------------------------- safety phase
-        for _ in range(SAFETY_STEPS):
+        for _ in range(steps):
             for client_id in client_ids:
                 idle = cluster.clients[client_id].outstanding is None
                 if idle and submitted[client_id] < ops_per_client and rng.random() < 0.2:
                     submit(client_id)
-            action = rng.random()
-            if cluster.network and action < 0.6:
-                deliver_one()
-            elif action < 0.9:
+            draw = rng.uniform(0.0, cumulative[-1])
+            action = kinds[next(i for i, c in enumerate(cumulative) if draw <= c)]
+            if action == "deliver":
+                if cluster.network:
+                    deliver_one()
+            elif action == "tick":
                 cluster.tick(run=False)
                 world.events += 1
-            elif action < 0.94:
+            elif action == "crash":
                 crashed = [i for i, r in enumerate(cluster.replicas) if r is None]
                 if crashed and rng.random() < 0.6:
                     i = rng.choice(crashed)
@@ -206,7 +241,7 @@ def run_seed(seed: int, mutant: str | None = None, history_dir: str | None = Non
                         cluster.crash(i)
                         world.faults["crash"] += 1
                         world.note({"type": "crash", "replica": i})
-            elif action < 0.97:
+            elif action == "partition":
                 _partition(world, replica_count)
             else:
                 cluster.heal()
@@ -240,7 +275,9 @@ def run_seed(seed: int, mutant: str | None = None, history_dir: str | None = Non
     except InvariantViolation as violation:
         problem = f"invariant: {str(violation).splitlines()[0]}"
     except AssertionError as error:
-        problem = f"assertion in the core: {error}"
+        frame = traceback.extract_tb(error.__traceback__)[-1]
+        where = f"{Path(frame.filename).name}:{frame.lineno} {frame.line}"
+        problem = f"assertion in the core: {str(error) or where}"
 
     path = _write_history(seed, mutant, replica_count, world, history_dir)
     if problem is None:

@@ -11,6 +11,7 @@ import pytest
 from checker import simulate
 
 
+@pytest.mark.heavy
 def test_300_seeds_pass(capsys: pytest.CaptureFixture[str]) -> None:
     assert simulate.main(["--seeds", "300", "--jobs", "2"]) == 0
     assert "300/300 seeds" in capsys.readouterr().err
@@ -56,3 +57,11 @@ def test_failure_prints_replay_command_and_replay_reproduces(
 def test_bad_flags_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert simulate.main(argv) == 2
     assert "usage" in capsys.readouterr().err
+
+
+def test_every_mutant_has_a_measured_entry() -> None:
+    from checker.mutants import MUTANTS
+
+    assert set(simulate.SEEDS_TO_CATCH) == set(MUTANTS)
+    caught = sum(1 for s in simulate.SEEDS_TO_CATCH.values() if s is not None)
+    assert caught == 8  # the mutation score of simulation: 8 of 9 (see checker/simulate.py)
