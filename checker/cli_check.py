@@ -188,8 +188,8 @@ def describe(loaded: Loaded, result: lin.Result) -> str:
     ]
     if counts["local reads left out"]:
         out.append(
-            f"note: {counts['local reads left out']} local (possibly stale) reads are not "
-            "judged; only linearizable reads and updates are"
+            f"note: {counts['local reads left out']} local (possibly stale) reads are left "
+            "out of the linearizability search and judged after it (consistent prefix)"
         )
     if model.name == "dns":
         out.append(
@@ -343,6 +343,17 @@ def parse(p: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace | i
         return exit_.code if isinstance(exit_.code, int) else EXIT_UNKNOWN
 
 
+def _local_lines(verdict: Any) -> str:
+    lines = [
+        f"local reads: {verdict.checked} judged (consistent prefix, no future): "
+        + ("ok" if verdict.ok else f"{len(verdict.violations)} VIOLATED")
+        + (f", {verdict.unknown} unknown (step budget)" if verdict.unknown else "")
+    ]
+    for op, why in verdict.violations[:SHOWN_OPS_MAX]:
+        lines.append(f"  {op.path}:{op.ret_line}: process {op.process}: {why}")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str]) -> int:
     args = parse(parser(), argv)
     if isinstance(args, int):
@@ -384,6 +395,17 @@ def main(argv: list[str]) -> int:
         if not args.json:
             sys.stdout.write(f"view: {args.html}\n")
     status = exit_status(result)
+    local = [op for op in loaded.history.ops if op.mode == "local" and op.outcome == "ok"]
+    if local and isinstance(result, lin.Ok) and result.linearization is not None:
+        from checker import local_reads
+
+        verdict = local_reads.judge(loaded.model, loaded.history.ops, result.linearization)
+        if not args.json:
+            sys.stdout.write(_local_lines(verdict))
+        if verdict.violations:
+            status = EXIT_ILLEGAL
+        elif verdict.unknown and status == EXIT_OK:
+            status = EXIT_UNKNOWN
     if args.no_runs:
         return status
     from checker import runs

@@ -353,7 +353,8 @@ class Dns:
     and so joins every update (all of them write the serial).
 
     **Local reads.** A read served from a replica's local state (``"mode": "local"``) may be
-    stale by design; it is not judged at all (``operations`` counts what it leaves out).
+    stale by design; it is left out of the search (``operations`` counts what it leaves out)
+    and judged afterwards against the witness by checker/local_reads.py (consistent prefix).
 
     **Partitions.** Keys are owner names (plus the NS RRset of a name, the SOA serial and the
     rest of the SOA). A query reads, for every name its answer may visit (the name and every

@@ -133,3 +133,26 @@ def test_a_broken_line_is_named(
     paths, line = tampered(recorded, tmp_path, edit)
     assert cli_check.main(paths) == 2
     assert f"replica-1.jsonl:{line}" in capsys.readouterr().err
+
+
+def test_local_reads_are_judged_by_consistent_prefix(
+    recorded: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_check.main([str(recorded)]) == 0
+    assert "local reads: " in capsys.readouterr().out
+
+    def edit(lines: list[str]) -> int:
+        # a local SOA read now claims a serial no committed state ever had
+        for i, text in enumerate(lines):
+            event = json.loads(text)
+            if event.get("mode") == "local" and '"SOA"' in event["value"]:
+                event["value"] = event["value"].replace("2024010101", "2024019999")
+                lines[i] = json.dumps(event)
+                return i + 1
+        raise AssertionError("no local SOA read recorded")
+
+    paths, line = tampered(recorded, tmp_path, edit)
+    assert cli_check.main(paths) == 1
+    out = capsys.readouterr().out
+    assert "local reads: " in out and "1 VIOLATED" in out
+    assert f"replica-1.jsonl:{line}" in out
