@@ -25,9 +25,10 @@ op invoked after another completed is appended after it).
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from typing import Any, cast
 
 from spec import invariants
 from vrref.client import Client
@@ -35,6 +36,7 @@ from vrref.messages import (
     Commit,
     DoViewChange,
     GetState,
+    LogEntry,
     Message,
     NewState,
     Prepare,
@@ -118,6 +120,8 @@ class VRState:
     committed_in_later_view: bool = False
     violation: str | None = None
     """A transition invariant broken, or an exception raised by the core, on the way here."""
+    symmetric: bool = field(default=False, compare=False, repr=False)
+    """Set by ``VRModel.canonical``: fingerprint this state up to client permutation."""
     _key: tuple[object, ...] | None = field(default=None, compare=False, repr=False)
 
     def key(self) -> tuple[object, ...]:
@@ -225,7 +229,30 @@ class VRModel:
         except AssertionError as error:  # the core's own assertions are properties too
             return replace(state, violation=f"assertion in the core: {error}", _key=None)
 
+    def canonical(self, state: VRState) -> VRState:
+        """The explorer's symmetry hook. Clients are interchangeable: they differ only in
+        their ids and the names of their ops, which the core treats as opaque keys and
+        values. The canonical form is taken at the level of the state's content: the
+        fingerprint of a state marked here is the least, over every permutation of the
+        clients, of the fingerprint of its content with ids and op names relabeled (so two
+        states get one fingerprint exactly when one is a relabeling of the other)."""
+        if self.bounds.client_count < 2:
+            return state
+        return replace(state, symmetric=True)
+
     def fingerprint(self, state: VRState) -> int:
+        if state.symmetric:
+            return _digest(
+                min(_relabeled_text(state, p) for p in self._permutations(len(state.clients)))
+            )
+        return self._fingerprint(state)
+
+    def _permutations(self, n: int) -> list[tuple[int, ...]]:
+        import itertools
+
+        return list(itertools.permutations(range(n)))
+
+    def _fingerprint(self, state: VRState) -> int:
         """A 64-bit fingerprint of the state, stable across processes (blake2b throughout,
         never Python's salted ``hash``; CPython's frozenset hash also collides far too often
         on sets of small tuples). Replicas cache theirs until their next event, messages are
@@ -606,6 +633,88 @@ def _two_ops_at_one_replica_only(state: VRState) -> bool:
     """One replica has prepared two ops that no other replica has heard of."""
     ops = sorted(r.op_number for r in state.replicas if r is not None)
     return len(ops) == len(state.replicas) and ops[-1] >= 2 and ops[-2] == 0
+
+
+# ---------------------------------------------------------------------- client symmetry
+
+_OP = re.compile(r"^c(\d+)\.(\d+)$")
+
+
+def _relabeled_text(state: VRState, perm: Sequence[int]) -> str:
+    """The content of ``state`` with client c renamed perm[c] (its id 100 + c and the
+    names of its ops "c<c>.<k>" alike), as canonical text."""
+    ids = {100 + c: 100 + perm[c] for c in range(len(perm))}
+
+    def op(text: str) -> str:
+        match = _OP.match(text)
+        if match is None:
+            return text
+        return f"c{perm[int(match.group(1))]}.{match.group(2)}"
+
+    def result(text: str) -> str:
+        position, sep, rest = text.partition(":")
+        return f"{position}{sep}{op(rest)}" if sep else op(text)
+
+    def value(v: object) -> object:
+        match v:
+            case Request():
+                return Request(
+                    op=op(v.op),
+                    client_id=ids.get(v.client_id, v.client_id),
+                    request_number=v.request_number,
+                )
+            case Reply():
+                return replace(
+                    v, client_id=ids.get(v.client_id, v.client_id), result=result(v.result)
+                )
+            case LogEntry():
+                return LogEntry(view=v.view, request=cast(Request, value(v.request)))
+            case tuple():
+                return tuple(value(x) for x in v)
+            case _ if is_dataclass(v) and not isinstance(v, type):
+                return replace(v, **{f.name: value(getattr(v, f.name)) for f in fields(v)})
+            case _:
+                return v
+
+    def replica_key(r: Replica | None) -> object:
+        if r is None:
+            return None
+        k = list(r.state_key())
+        k[4] = value(k[4])  # the log
+        table = cast(tuple[tuple[int, tuple[int, str]], ...], k[6])
+        k[6] = tuple(  # the client-table
+            sorted((ids.get(cid, cid), (number, result(res))) for cid, (number, res) in table)
+        )
+        k[9] = value(k[9])  # DOVIEWCHANGE messages kept
+        k[12] = value(k[12])  # RECOVERYRESPONSE messages kept
+        assert isinstance(r.service, EchoLog)
+        k[16] = "|".join(op(o) for o in r.service.ops)  # the service's digest
+        return tuple(k)
+
+    clients: list[object] = [None] * len(state.clients)
+    for c, client in enumerate(state.clients):
+        _, view, number, outstanding = client.state_key()
+        clients[perm[c]] = (ids[client.client_id], view, number, value(outstanding))
+    network = sorted(
+        repr(((kind, ids.get(dst, dst) if kind == "client" else dst), value(message)))
+        for (kind, dst), message in state.network
+    )
+    submitted: list[int] = [0] * len(state.ops_submitted)
+    for c, count in enumerate(state.ops_submitted):
+        submitted[perm[c]] = count
+    content = (
+        tuple(replica_key(r) for r in state.replicas),
+        tuple(clients),
+        tuple(network),
+        tuple((ids[c], n, result(x)) for c, n, x in state.completions),
+        tuple(
+            (kind, ids[c], op(x) if kind == "invoke" else result(x))
+            for kind, c, x in state.client_events
+        ),
+        tuple(submitted),
+        state.key()[6:],  # the counters and flags, from crashes on
+    )
+    return repr(content)
 
 
 def _stale_log_outgrows_newer_view(state: VRState) -> bool:

@@ -274,3 +274,33 @@ def test_shortest_path_to_a_view_change() -> None:
     assert trace is not None
     names = [str(step.action) for step in trace[1:]]
     assert any("STARTVIEW" in name or "DOVIEWCHANGE" in name for name in names)
+
+
+def test_client_symmetry_halves_two_interchangeable_clients() -> None:
+    bounds = Bounds(
+        client_count=2,
+        ops_per_client=1,
+        view_number_max=0,
+        drop_count_max=0,
+        duplicate_count_max=0,
+        resend_count_max=0,
+    )
+    plain = explore(bounds)
+    reduced = explore(bounds, symmetry=True)
+    assert plain.verdict == reduced.verdict == "ok"
+    assert (plain.distinct, reduced.distinct) == (6_479, 3_240)
+    assert plain.depth == reduced.depth
+
+
+def test_symmetry_keeps_a_mutant_caught() -> None:
+    bounds = Bounds(
+        client_count=2,
+        ops_per_client=1,
+        view_number_max=0,
+        drop_count_max=0,
+        duplicate_count_max=0,
+        resend_count_max=0,
+    )
+    result = explore(bounds, "commit-too-few-prepareoks", symmetry=True)
+    assert result.verdict == "violation"
+    assert result.violations[0].trace is not None and len(result.violations[0].trace) == 4
