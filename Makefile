@@ -44,7 +44,7 @@ pytest: $(STAMP) tools
 test: lint typecheck pytest
 
 demo: $(STAMP) tools
-	$(BIN)/python -m vrref.netdemo
+	$(BIN)/python -m vrref.runtime.demo
 
 bench: $(STAMP) tools
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -38,7 +38,7 @@ import dns.update
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_dns import QUERIES, run_dnsperf
 
-from vrref.cluster import key_line, replica_command, write_cluster_config
+from vrref.runtime.launcher import key_line, replica_command, write_cluster_config
 
 ROOT = Path(__file__).resolve().parent.parent
 ZONE = ROOT / "examples" / "example.com.zone"

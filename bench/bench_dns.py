@@ -1,4 +1,5 @@
-"""Benchmark: query throughput of the DNS frontend (vrref.dnsfront) against Knot, with dnsperf.
+"""Benchmark: query throughput of the DNS frontend (vrref.runtime.frontend) against Knot,
+with dnsperf.
 
 One replica's read rate in ``local`` mode is the frontend's rate: a UDP loop in one Python
 thread that answers most queries from a cache of rendered replies (the request minus its ID
@@ -40,9 +41,9 @@ import dns.name
 import dns.query
 import dns.rcode
 
-from vrref import dnsfront
-from vrref.dnsfront import DnsFrontend, load_keyring
-from vrref.service import Zone
+from vrref.dns.service import Zone
+from vrref.runtime import frontend as dnsfront
+from vrref.runtime.frontend import DnsFrontend, load_keyring
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 ZONE_FILE = EXAMPLES / "example.com.zone"

@@ -19,8 +19,8 @@ import sys
 import tracemalloc
 from typing import Any
 
-from checker.explore import ExploreConfig, Explorer
-from checker.twophase import TwoPhase
+from checker.explore.search import ExploreConfig, Explorer
+from checker.explore.twophase import TwoPhase
 
 
 def visited_bytes(parents: dict[int, int]) -> int:

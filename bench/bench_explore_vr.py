@@ -1,6 +1,6 @@
 """Benchmark: exhausting VR configurations of growing size with the real replica core.
 
-For each configuration (checker/vr_model.py Bounds) this runs a full BFS with every property
+For each configuration (checker/explore/vr/model.py Bounds) this runs a full BFS with every property
 of the VR model checked in every state, and prints the distinct and generated states, the
 depth, the time to exhaust it, distinct states per second, and memory per stored state: the
 visited set alone (fingerprint -> parent, ``sys.getsizeof`` over the dict and its ints) and
@@ -21,8 +21,8 @@ import resource
 import sys
 from typing import Any
 
-from checker.explore import ExploreConfig, Explorer
-from checker.vr_model import Bounds, VRModel
+from checker.explore.search import ExploreConfig, Explorer
+from checker.explore.vr.model import Bounds, VRModel
 
 SMALL: list[tuple[str, Bounds]] = [
     ("1 op, no loss", Bounds(ops_per_client=1, drop_count_max=0, duplicate_count_max=0)),

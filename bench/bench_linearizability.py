@@ -30,8 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from checker import cli_check
-from checker import linearizability as lin
+from checker.cli import check as cli_check
+from checker.lin import wgl as lin
 from spec import dns_model
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpora" / "porcupine"

@@ -1,4 +1,4 @@
-"""Benchmark: the replicated zone (vrref.service.Zone) against dns.btreezone.Zone.
+"""Benchmark: the replicated zone (vrref.dns.service.Zone) against dns.btreezone.Zone.
 
 Every replica applies every committed update, so the cost of one ``Zone.apply`` caps the
 update rate of the whole cluster; queries are answered locally, so their cost caps one
@@ -36,8 +36,8 @@ import dns.rdataset
 import dns.rdatatype
 import dns.zone
 
-from vrref import service
-from vrref.service import Zone, make_query_op
+from vrref.dns import service
+from vrref.dns.service import Zone, make_query_op
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "example.com.zone"
 ORIGIN = dns.name.from_text("example.com.")

@@ -13,7 +13,7 @@ protocol uses too.
 
 from __future__ import annotations
 
-from vrref.messages import (
+from vrref.core.messages import (
     DoViewChange,
     LogEntry,
     Prepare,
@@ -22,7 +22,7 @@ from vrref.messages import (
     Request,
     StartView,
 )
-from vrref.replica import Replica, Status
+from vrref.core.replica import Replica, Status
 
 
 class CommitWithTooFewPrepareOks(Replica):

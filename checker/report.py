@@ -23,16 +23,14 @@ history cannot be read. ``vrref check --html OUT`` writes the same page.
 
 from __future__ import annotations
 
-import argparse
 import html
 import json
-import sys
 from pathlib import Path
 from typing import Any, Final
 
-from checker import cli_check, models
-from checker import linearizability as lin
-from checker.readers import FORMATS, ClientOp, ReadError
+from checker import verdict as cli_check
+from checker.lin import wgl as lin
+from checker.lin.readers import ClientOp
 
 VIEW_OPS_MAX: Final = 5_000
 VIEW_STATES_MAX: Final = 2_000
@@ -173,40 +171,6 @@ def render(loaded: cli_check.Loaded, result: lin.Result) -> str:
 
 def write(path: str | Path, loaded: cli_check.Loaded, result: lin.Result) -> None:
     Path(path).write_text(render(loaded, result), encoding="utf-8")
-
-
-def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(
-        prog="vrref view",
-        description="Write a self-contained HTML view of a history and its linearizability "
-        "check. Exit 0 when written, 2 when the history cannot be read.",
-    )
-    p.add_argument("files", nargs="+", metavar="HISTORY")
-    p.add_argument("-o", "--output", metavar="OUT.html", help="default: HISTORY.html")
-    p.add_argument("--model", choices=models.MODELS)
-    p.add_argument("--format", choices=FORMATS)
-    p.add_argument("--timeout", type=float, default=60.0, metavar="S")
-    p.add_argument("--zone", metavar="ZONEFILE", help="DNS: the initial zone (master file)")
-    args = cli_check.parse(p, argv)
-    if isinstance(args, int):
-        return args
-    try:
-        loaded = cli_check.load(args.files, fmt=args.format, model_name=args.model, zone=args.zone)
-        result = cli_check.run(loaded, timeout_s=args.timeout)
-    except (ReadError, models.ModelError, cli_check.UsageError) as error:
-        sys.stderr.write(f"vrref view: {error}\n")
-        return 2
-    except lin.PartitioningError as error:
-        sys.stderr.write(f"vrref view: internal error, no verdict: {error}\n")
-        return 2
-    out = args.output or f"{args.files[0]}.html"
-    try:
-        write(out, loaded, result)
-    except OSError as error:
-        sys.stderr.write(f"vrref view: cannot write {out}: {error}\n")
-        return 2
-    sys.stdout.write(f"{result.verdict}: {out}\n")
-    return 0
 
 
 _PAGE: Final = """<!DOCTYPE html>

@@ -44,7 +44,7 @@ why the protocol is correct.
    the last views with a long stale log would win): each has a counterexample, so the
    paper's rule and every axiom matter.
 
-Run ``python -m spec.proofs`` for a report; tests/test_proofs.py runs them all.
+Run ``python -m spec.proofs`` for a report; tests/spec/test_proofs.py runs them all.
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
-from vrref.harness import Cluster, InFlight
-from vrref.messages import Message
-from vrref.replica import Config
+from checker.sim.cluster import Cluster, InFlight
+from vrref.core.messages import Message
+from vrref.core.replica import Config
 
 
 def cluster(replica_count: int = 3, clients: tuple[int, ...] = (1,), **kwargs: object) -> Cluster:

@@ -18,19 +18,38 @@ from collections.abc import Callable, Sequence
 
 # name -> ("module" or "module:function", one-line help); the function defaults to main.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "cluster": ("vrref.cluster:cluster_main", "start a local cluster, one process a replica"),
-    "replica": ("vrref.cluster:replica_main", "run one replica of a cluster (cluster.toml)"),
-    "demo": ("vrref.netdemo", "a 3-replica cluster, a killed primary, a recovery (--memory)"),
-    "check": ("checker.cli_check", "check a history: linearizability (and invariants)"),
-    "view": ("checker.report", "write a self-contained HTML view of a history"),
-    "explore": ("checker.explore_cli", "explicit-state exploration of a model"),
-    "replay": ("checker.replay", "re-run a counterexample history against the current core"),
-    "simulate": ("checker.simulate", "seeded swarm simulation of the real core with faults"),
+    "cluster": (
+        "vrref.runtime.launcher:cluster_main",
+        "start a local cluster, one process a replica",
+    ),
+    "replica": (
+        "vrref.runtime.launcher:replica_main",
+        "run one replica of a cluster (cluster.toml)",
+    ),
+    "demo": ("vrref.cli:demo_main", "a 3-replica cluster, a killed primary, a recovery (--memory)"),
+    "check": ("checker.cli.check", "check a history: linearizability (and invariants)"),
+    "view": ("checker.cli.view", "write a self-contained HTML view of a history"),
+    "explore": ("checker.cli.explore", "explicit-state exploration of a model"),
+    "replay": ("checker.cli.replay", "re-run a counterexample history against the current core"),
+    "simulate": ("checker.cli.simulate", "seeded swarm simulation of the real core with faults"),
 }
 
 USAGE = "usage: vrref <command> [options]\n\ncommands:\n" + "".join(
     f"  {name:<10} {help_}\n" for name, (_, help_) in SUBCOMMANDS.items()
 )
+
+
+def demo_main(argv: list[str]) -> int:
+    """``vrref demo``: the networked demo; ``--memory`` the deterministic in-memory one,
+    which runs on the simulator's in-memory cluster (checker/sim), so it is imported only
+    here."""
+    if argv[:1] == ["--memory"]:
+        from checker.sim import demo as memory_demo
+
+        return memory_demo.main(argv[1:])
+    from vrref.runtime import demo
+
+    return demo.main(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

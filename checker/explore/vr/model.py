@@ -1,0 +1,774 @@
+"""The VR model for the explorer: the real replica and client cores on a model network.
+
+A global state is the replicas (``Replica`` objects, or None for a crashed one), the client
+proxies, the messages in flight, and a few counters that the bounds need. Actions are the
+events of the real system, named as in the paper and the history format: ``deliver`` a
+message, ``drop`` one (loss), ``duplicate`` one (deliver it and keep it in flight),
+``timeout`` an armed timer at a replica, ``crash`` a replica (it loses its state),
+``restart`` it into recovery, ``request`` a new client operation, and ``client_timeout``.
+
+Next states are computed by cloning the one replica or client that the action touches and
+calling its real handler: the protocol code explored is the code that ships. States are
+treated as immutable values: nothing reachable from a state is mutated after it is made.
+
+The network is a set, not a multiset: sending a message identical to one already in flight
+changes nothing. Duplication is the explicit, bounded ``duplicate`` action instead, which
+keeps the state space finite (a heartbeat timer that fires forever does not grow it).
+Timers fire nondeterministically whenever armed; their durations are abstracted away.
+
+The service is ``EchoLog``, whose results name the position an op executed at, so the
+client-observed results can be checked against the committed log: for a log-structured
+service that is linearizability (each completed op takes effect at its log position, and an
+op invoked after another completed is appended after it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from typing import Any, cast
+
+from spec import invariants
+from vrref.core.client import Client
+from vrref.core.messages import (
+    Commit,
+    DoViewChange,
+    GetState,
+    LogEntry,
+    Message,
+    NewState,
+    Prepare,
+    PrepareOk,
+    RecoveryResponse,
+    Reply,
+    Request,
+    StartView,
+    StartViewChange,
+)
+from vrref.core.replica import Config, Effect, Replica, Send, SendReply, Status
+from vrref.core.statemachine import EchoLog
+
+Address = tuple[str, int]  # ("replica", i) or ("client", client_id)
+InFlight = tuple[Address, Message]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Bounds:
+    """The explorer's limits for the VR model, in one place."""
+
+    replica_count: int = 3
+    client_count: int = 1
+    ops_per_client: int = 2
+    view_number_max: int = 1
+    crash_count_max: int = 0
+    drop_count_max: int = 1
+    duplicate_count_max: int = 1
+    client_timeouts: bool = False
+    """Whether a client may time out and resend to every replica."""
+    crash_replicas: tuple[int, ...] | None = None
+    """The replicas that may crash (None: any). Like every bound, a restriction: a
+    violation found within it is a real one; its absence proves nothing outside it."""
+    view_change_replicas: tuple[int, ...] | None = None
+    """The replicas whose own timers may start or restart a view change (None: any);
+    others still join a view change when they hear of one."""
+    resend_count_max: int = 1
+    """How often, in all, the resending timers (heartbeat, view_change_resend,
+    state_transfer, recovery) may fire. Timers that change the protocol state on their own
+    (a backup's primary timeout, a stalled view change) are bounded by view_number_max."""
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    name: str
+    target: int = -1
+    detail: Any = None
+
+    def __str__(self) -> str:
+        from checker.sim.cluster import describe
+
+        match self.name:
+            case "deliver" | "drop" | "duplicate":
+                dst, message = self.detail
+                where = f"{'r' if dst[0] == 'replica' else 'c'}{dst[1]}"
+                return f"{self.name} {describe(message)} to {where}"
+            case "timeout":
+                return f"r{self.target} {self.detail} timeout"
+            case "request":
+                return f"c{self.target} request {self.detail!r}"
+            case _:
+                return f"{self.name} {'r' if self.name != 'client_timeout' else 'c'}{self.target}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VRState:
+    replicas: tuple[Replica | None, ...]
+    clients: tuple[Client, ...]
+    network: frozenset[InFlight]
+    completions: tuple[tuple[int, int, str], ...] = ()
+    """(client-id, request-number, result) of every completed request, in order."""
+    client_events: tuple[tuple[str, int, str], ...] = ()
+    """The clients' history: ("invoke", client-id, op) and ("ok", client-id, result)."""
+    ops_submitted: tuple[int, ...] = ()
+    crashes: int = 0
+    drops: int = 0
+    duplicates: int = 0
+    resends: int = 0
+    recovered: bool = False
+    view_changed: bool = False
+    committed_in_later_view: bool = False
+    violation: str | None = None
+    """A transition invariant broken, or an exception raised by the core, on the way here."""
+    symmetric: bool = field(default=False, compare=False, repr=False)
+    """Set by ``VRModel.canonical``: fingerprint this state up to client permutation."""
+    _key: tuple[object, ...] | None = field(default=None, compare=False, repr=False)
+
+    def key(self) -> tuple[object, ...]:
+        """The canonical, hashable content of the state (the network as a frozenset)."""
+        if self._key is None:
+            key = (
+                tuple(None if r is None else r.state_key() for r in self.replicas),
+                tuple(c.state_key() for c in self.clients),
+                self.network,
+                self.completions,
+                self.client_events,
+                self.ops_submitted,
+                self.crashes,
+                self.drops,
+                self.duplicates,
+                self.resends,
+                self.recovered,
+                self.view_changed,
+                self.committed_in_later_view,
+                self.violation,
+            )
+            object.__setattr__(self, "_key", key)
+            return key
+        return self._key
+
+
+class VRModel:
+    """The VR cluster as an explorer model (checker/explore/search.py's Model interface)."""
+
+    def __init__(
+        self,
+        bounds: Bounds,
+        replica_class: type[Replica] = Replica,
+        *,
+        mutant: str | None = None,
+        collect_garbage: bool | None = None,
+    ) -> None:
+        self.bounds = bounds
+        self.replica_class = replica_class
+        self.collect_garbage = True if collect_garbage is None else collect_garbage
+        """Remove messages that the receiver can only ignore (``_obsolete``). Each rule is a
+        fact about a handler of the real core, and applies only to a receiver whose class
+        runs that very handler: a mutant that overrides it keeps its messages, so the
+        reduction never hides the bug it looks for."""
+        self.mutant = mutant
+        """The bug-zoo name of replica_class, if it is one (recorded in histories)."""
+        self.config = Config(replica_count=bounds.replica_count)
+        self._message_digests: dict[InFlight, int] = {}
+        self._linearizable: dict[tuple[tuple[str, int, str], ...], bool] = {}
+
+    # ------------------------------------------------------------------ the interface
+
+    def init_states(self) -> list[VRState]:
+        replicas = tuple(
+            self.replica_class(self.config, i, EchoLog) for i in range(self.bounds.replica_count)
+        )
+        clients = tuple(
+            Client(100 + c, self.bounds.replica_count) for c in range(self.bounds.client_count)
+        )
+        return [
+            VRState(
+                replicas=replicas,
+                clients=clients,
+                network=frozenset(),
+                ops_submitted=(0,) * len(clients),
+            )
+        ]
+
+    def actions(self, state: VRState) -> Iterator[Action]:
+        if state.violation is not None:
+            return  # a broken state is a dead end: the property reports it
+        b = self.bounds
+        for item in sorted(state.network, key=repr):
+            yield Action("deliver", detail=item)
+            if state.drops < b.drop_count_max:
+                yield Action("drop", detail=item)
+            if state.duplicates < b.duplicate_count_max:
+                yield Action("duplicate", detail=item)
+        for i, r in enumerate(state.replicas):
+            if r is None:
+                yield Action("restart", i)
+                continue
+            for name in r.armed_timers():
+                if name in ("primary", "view_change_stalled"):
+                    if r.view >= b.view_number_max:
+                        continue  # would start a view beyond the bound
+                    if b.view_change_replicas is not None and i not in b.view_change_replicas:
+                        continue
+                elif state.resends >= b.resend_count_max:
+                    continue
+                yield Action("timeout", i, name)
+            down = sum(1 for x in state.replicas if x is None or x.status is Status.RECOVERING)
+            may_crash = b.crash_replicas is None or i in b.crash_replicas
+            if state.crashes < b.crash_count_max and down < self.config.f and may_crash:
+                yield Action("crash", i)
+        for c, client in enumerate(state.clients):
+            if client.outstanding is None and state.ops_submitted[c] < b.ops_per_client:
+                yield Action("request", c, f"c{c}.{state.ops_submitted[c] + 1}")
+            elif client.outstanding is not None and b.client_timeouts:
+                yield Action("client_timeout", c)
+
+    def next_state(self, state: VRState, action: Action) -> VRState | None:
+        try:
+            return self._next(state, action)
+        except AssertionError as error:  # the core's own assertions are properties too
+            return replace(state, violation=f"assertion in the core: {error}", _key=None)
+
+    def canonical(self, state: VRState) -> VRState:
+        """The explorer's symmetry hook. Clients are interchangeable: they differ only in
+        their ids and the names of their ops, which the core treats as opaque keys and
+        values. The canonical form is taken at the level of the state's content: the
+        fingerprint of a state marked here is the least, over every permutation of the
+        clients, of the fingerprint of its content with ids and op names relabeled (so two
+        states get one fingerprint exactly when one is a relabeling of the other)."""
+        if self.bounds.client_count < 2:
+            return state
+        return replace(state, symmetric=True)
+
+    def fingerprint(self, state: VRState) -> int:
+        if state.symmetric:
+            return _digest(
+                min(_relabeled_text(state, p) for p in self._permutations(len(state.clients)))
+            )
+        return self._fingerprint(state)
+
+    def _permutations(self, n: int) -> list[tuple[int, ...]]:
+        import itertools
+
+        return list(itertools.permutations(range(n)))
+
+    def _fingerprint(self, state: VRState) -> int:
+        """A 64-bit fingerprint of the state, stable across processes (blake2b throughout,
+        never Python's salted ``hash``; CPython's frozenset hash also collides far too often
+        on sets of small tuples). Replicas cache theirs until their next event, messages are
+        digested once each, and the network's digest is the sum of its messages' digests,
+        so a successor costs little beyond the one replica its action touched."""
+        network = 0
+        cache = self._message_digests
+        for item in state.network:
+            digest = cache.get(item)
+            if digest is None:
+                digest = _digest(repr(item))
+                cache[item] = digest
+            network += digest
+        summary = (
+            tuple(0 if r is None else r.fingerprint() for r in state.replicas),
+            tuple(c.state_key() for c in state.clients),
+            network & _MASK,
+            state.key()[3:],
+        )
+        return _digest(repr(summary))
+
+    def goals(self) -> dict[str, Callable[[VRState], bool]]:
+        """Named search goals for chained searches (``checker.explore.search.chain``): situations
+        that a protocol rule exists for, reached first so that a second search can start
+        from them."""
+        return {
+            "two-ops-at-one-replica-only": _two_ops_at_one_replica_only,
+            "stale-log-outgrows-newer-view": _stale_log_outgrows_newer_view,
+        }
+
+    def explain(self, state: VRState) -> str:
+        """Why a state breaks an ALWAYS property, in one line per problem."""
+        problems = [state.violation] if state.violation is not None else []
+        problems += self.violations(state)
+        if not self.linearizable(state):
+            problems.append(
+                "the client operations are not linearizable: "
+                + ", ".join(f"{k} c{c} {t!r}" for k, c, t in state.client_events)
+            )
+        return "\n".join(problems) if problems else "no property is broken here"
+
+    def describe(self, state: VRState) -> str:
+        """The explorer's trace hook: the state in the paper's terms."""
+        return describe_state(state)
+
+    def properties(self) -> list[tuple[str, str, Callable[[VRState], bool]]]:
+        """(name, "always" | "sometimes", predicate)."""
+        return (
+            [
+                (
+                    "the core raises no assertion and no transition invariant breaks",
+                    "always",
+                    lambda s: s.violation is None,
+                ),
+                (
+                    "safety invariants hold (spec/invariants.py)",
+                    "always",
+                    lambda s: not self.violations(s),
+                ),
+                (
+                    "the client operations are linearizable (checker/lin/wgl.py)",
+                    "always",
+                    self.linearizable,
+                ),
+            ]
+            + (
+                [
+                    ("a view change completes", "sometimes", lambda s: s.view_changed),
+                    (
+                        "an op commits in a view later than the one it was prepared in",
+                        "sometimes",
+                        lambda s: s.committed_in_later_view,
+                    ),
+                ]
+                if self.bounds.view_number_max > 0
+                else []
+            )
+            + [
+                (
+                    "every client request completes",
+                    "sometimes",
+                    lambda s: (
+                        len(s.completions) == self.bounds.client_count * self.bounds.ops_per_client
+                    ),
+                ),
+            ]
+            + (
+                [("a recovery completes", "sometimes", lambda s: s.recovered)]
+                if self.bounds.crash_count_max > 0
+                else []
+            )
+        )
+
+    # ------------------------------------------------------------------ invariants
+
+    def linearizable(self, state: VRState) -> bool:
+        """The linearizability checker's verdict on the clients' history so far, against
+        the sequential EchoLog (memoized: few distinct client histories exist)."""
+        events = state.client_events
+        verdict = self._linearizable.get(events)
+        if verdict is None:
+            from checker.lin import wgl as lin
+            from checker.lin.models import EchoLogSpec
+
+            verdict = isinstance(
+                lin.check(EchoLogSpec(), client_operations(events), timeout_s=None), lin.Ok
+            )
+            self._linearizable[events] = verdict
+        return verdict
+
+    def violations(self, state: VRState) -> list[str]:
+        """Every safety property of spec/invariants.py, over this global state."""
+        snapshots = [r.snapshot() for r in state.replicas if r is not None]
+        problems = invariants.check_always(snapshots)
+        acknowledged: dict[object, int] = {}
+        for client_id, number, result in state.completions:
+            position, _, op = result.partition(":")
+            request = Request(op=op, client_id=client_id, request_number=number)
+            acknowledged[request] = int(position)
+        problem = invariants.acknowledged_ops_survive(
+            snapshots, acknowledged, self.bounds.replica_count
+        )
+        if problem is not None:
+            problems.append(f"acknowledged_ops_survive: {problem}")
+        problem = invariants.service_matches_committed_prefix(snapshots, _echo_digest)
+        if problem is not None:
+            problems.append(f"service_matches_committed_prefix: {problem}")
+        return problems
+
+    # ------------------------------------------------------------------ transitions
+
+    def _next(self, state: VRState, action: Action) -> VRState | None:
+        replicas = list(state.replicas)
+        clients = list(state.clients)
+        network = set(state.network)
+        changes: dict[str, Any] = {}
+        effects: list[tuple[Address, Sequence[Effect]]] = []
+        touched: int | None = None
+
+        match action.name:
+            case "deliver" | "duplicate":
+                item: InFlight = action.detail
+                if item not in network:
+                    return None
+                if action.name == "deliver":
+                    network.discard(item)
+                else:
+                    changes["duplicates"] = state.duplicates + 1
+                (kind, dst), message = item
+                if kind == "client":
+                    c = next(i for i, cl in enumerate(clients) if cl.client_id == dst)
+                    client = clients[c].clone()
+                    assert isinstance(message, Reply)
+                    completion = client.on_reply(message)
+                    clients[c] = client
+                    if completion is not None:
+                        changes["completions"] = (
+                            *state.completions,
+                            (client.client_id, completion.request_number, completion.result),
+                        )
+                        changes["client_events"] = (
+                            *state.client_events,
+                            ("ok", client.client_id, completion.result),
+                        )
+                else:
+                    replica = replicas[dst]
+                    if replica is not None:
+                        touched = dst
+                        replica = replica.clone()
+                        effects.append((("replica", dst), replica.on_message(message)))
+                        replicas[dst] = replica
+            case "drop":
+                if action.detail not in network:
+                    return None
+                network.discard(action.detail)
+                changes["drops"] = state.drops + 1
+            case "timeout":
+                replica = replicas[action.target]
+                if replica is None or action.detail not in replica.timers:
+                    return None
+                touched = action.target
+                if action.detail not in ("primary", "view_change_stalled"):
+                    changes["resends"] = state.resends + 1
+                replica = replica.clone()
+                effects.append((("replica", action.target), replica.on_timeout(action.detail)))
+                replicas[action.target] = replica
+            case "crash":
+                replicas[action.target] = None
+                changes["crashes"] = state.crashes + 1
+            case "restart":
+                if replicas[action.target] is not None:
+                    return None
+                replica, recovery = self.replica_class.recovering(
+                    self.config, action.target, EchoLog, nonce=1000 + state.crashes
+                )
+                replicas[action.target] = replica
+                effects.append((("replica", action.target), recovery))
+            case "request":
+                c = action.target
+                client = clients[c].clone()
+                effects.append((("client", client.client_id), client.submit(action.detail)))
+                clients[c] = client
+                submitted = list(state.ops_submitted)
+                submitted[c] += 1
+                changes["ops_submitted"] = tuple(submitted)
+                changes["client_events"] = (
+                    *state.client_events,
+                    ("invoke", client.client_id, action.detail),
+                )
+            case "client_timeout":
+                client = clients[action.target].clone()
+                effects.append((("client", client.client_id), client.on_timeout()))
+                clients[action.target] = client
+            case _:
+                raise ValueError(f"unknown action {action.name}")
+
+        sent: list[InFlight] = []
+        for _src, produced in effects:
+            for effect in produced:
+                if isinstance(effect, SendReply):
+                    sent.append((("client", effect.reply.client_id), effect.reply))
+                else:
+                    assert isinstance(effect, Send)
+                    sent.append((("replica", effect.to), effect.message))
+        network.update(sent)
+        if self.collect_garbage:
+            # Whether a message is obsolete depends on its receiver's state alone, and no
+            # message in the parent state was: only new ones and those to a receiver this
+            # action changed need a look.
+            changed: set[Address] = {dst for dst, _ in sent}
+            if touched is not None:
+                changed.add(("replica", touched))
+            if action.name in ("request", "client_timeout"):
+                changed.add(("client", clients[action.target].client_id))
+            elif action.name in ("deliver", "duplicate") and action.detail[0][0] == "client":
+                changed.add(action.detail[0])
+            stale = [m for m in network if m[0] in changed and _obsolete(m, replicas, clients)]
+            network.difference_update(stale)
+
+        if touched is not None:
+            before, after = state.replicas[touched], replicas[touched]
+            assert after is not None
+            if before is not None:
+                problem = invariants.views_and_commits_never_decrease(
+                    before.snapshot(), after.snapshot()
+                )
+                if problem is not None:
+                    changes["violation"] = problem
+                newly = after.log[before.commit_number : after.commit_number]
+                primary_in_view = all(
+                    r.status is Status.NORMAL and r.is_primary and r.view == after.view
+                    for r in (before, after)
+                )
+                if primary_in_view and any(e.view < after.view for e in newly):
+                    changes["committed_in_later_view"] = True
+                if before.status is Status.RECOVERING and after.status is Status.NORMAL:
+                    changes["recovered"] = True
+            if after.status is Status.NORMAL and after.view > 0:
+                changes["view_changed"] = True
+        for flag in ("recovered", "view_changed", "committed_in_later_view"):
+            if getattr(state, flag) and flag in changes:
+                del changes[flag]
+        return replace(
+            state,
+            replicas=tuple(replicas),
+            clients=tuple(clients),
+            network=frozenset(network),
+            _key=None,
+            **changes,
+        )
+
+
+_MASK = 0xFFFF_FFFF_FFFF_FFFF
+
+
+def _digest(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+
+
+# Messages that every handler ignores once the receiver is in a later view.
+_VIEW_SCOPED = (
+    Prepare,
+    PrepareOk,
+    Commit,
+    StartViewChange,
+    DoViewChange,
+    StartView,
+    GetState,
+    NewState,
+)
+
+
+# The handlers (and the decisions they delegate to) that each garbage-collection rule of
+# ``_obsolete`` rests on.
+_RULE_HANDLERS: dict[type, tuple[str, ...]] = {
+    Prepare: ("on_prepare",),
+    PrepareOk: ("on_prepare_ok",),
+    Commit: ("on_commit",),
+    StartViewChange: ("on_start_view_change",),
+    DoViewChange: ("on_do_view_change",),
+    StartView: ("on_start_view",),
+    GetState: ("on_get_state",),
+    NewState: ("on_new_state",),
+    RecoveryResponse: ("on_recovery_response", "_nonce_matches"),
+}
+_real_cache: dict[tuple[type, type], bool] = {}
+
+
+def _real_handlers(kind: type[Replica], message: type) -> bool:
+    """Whether ``kind`` handles ``message`` with the real core's code (not a mutant's)."""
+    key = (kind, message)
+    verdict = _real_cache.get(key)
+    if verdict is None:
+        names = (*_RULE_HANDLERS.get(message, ()), "_dispatch", "on_message")
+        verdict = all(getattr(kind, n) is getattr(Replica, n) for n in names)
+        _real_cache[key] = verdict
+    return verdict
+
+
+def _obsolete(
+    item: InFlight, replicas: Sequence[Replica | None], clients: Sequence[Client]
+) -> bool:
+    """True when delivering the message could only be ignored, now and forever, so removing
+    it is equivalent to delivering it (the explorer's garbage collection: a reduction, not a
+    change of behaviour). Each rule rests on a monotonicity of the receiver's state while it
+    keeps it: views never decrease, acks and commit-numbers never decrease within a view,
+    a recovery nonce is never reused, a client's request-number only grows. A crashed or
+    recovering receiver is left out: its state starts over."""
+    (kind, dst), message = item
+    if kind == "client":
+        client = next(c for c in clients if c.client_id == dst)
+        assert isinstance(message, Reply)
+        outstanding = client.outstanding
+        return message.request_number < client.request_number or (
+            outstanding is None and message.request_number == client.request_number
+        )
+    receiver = replicas[dst]
+    if receiver is None or receiver.status is Status.RECOVERING:
+        return False
+    if not _real_handlers(type(receiver), type(message)):
+        return False
+    if isinstance(message, RecoveryResponse):
+        return True  # only a recovering replica listens, with a nonce never used before
+    if not isinstance(message, _VIEW_SCOPED):
+        return False
+    if message.view < receiver.view:
+        return True
+    normal_in_view = receiver.status is Status.NORMAL and message.view == receiver.view
+    match message:
+        case StartViewChange() | StartView():
+            return normal_in_view
+        case PrepareOk():
+            return (
+                normal_in_view
+                and receiver.is_primary
+                and receiver.acks.get(message.replica, 0) >= message.op_number
+            )
+        case Commit():
+            return (
+                normal_in_view
+                and not receiver.is_primary
+                and receiver.commit_number >= message.commit_number
+            )
+        case _:
+            return False
+
+
+def _echo_digest(entries: Sequence[invariants.Entry]) -> str:
+    service = EchoLog()
+    for entry in entries:
+        request = entry.request
+        assert isinstance(request, Request)
+        service.apply(request.op)
+    return service.digest()
+
+
+def _two_ops_at_one_replica_only(state: VRState) -> bool:
+    """One replica has prepared two ops that no other replica has heard of."""
+    ops = sorted(r.op_number for r in state.replicas if r is not None)
+    return len(ops) == len(state.replicas) and ops[-1] >= 2 and ops[-2] == 0
+
+
+# ---------------------------------------------------------------------- client symmetry
+
+_OP = re.compile(r"^c(\d+)\.(\d+)$")
+
+
+def _relabeled_text(state: VRState, perm: Sequence[int]) -> str:
+    """The content of ``state`` with client c renamed perm[c] (its id 100 + c and the
+    names of its ops "c<c>.<k>" alike), as canonical text."""
+    ids = {100 + c: 100 + perm[c] for c in range(len(perm))}
+
+    def op(text: str) -> str:
+        match = _OP.match(text)
+        if match is None:
+            return text
+        return f"c{perm[int(match.group(1))]}.{match.group(2)}"
+
+    def result(text: str) -> str:
+        position, sep, rest = text.partition(":")
+        return f"{position}{sep}{op(rest)}" if sep else op(text)
+
+    def value(v: object) -> object:
+        match v:
+            case Request():
+                return Request(
+                    op=op(v.op),
+                    client_id=ids.get(v.client_id, v.client_id),
+                    request_number=v.request_number,
+                )
+            case Reply():
+                return replace(
+                    v, client_id=ids.get(v.client_id, v.client_id), result=result(v.result)
+                )
+            case LogEntry():
+                return LogEntry(view=v.view, request=cast(Request, value(v.request)))
+            case tuple():
+                return tuple(value(x) for x in v)
+            case _ if is_dataclass(v) and not isinstance(v, type):
+                return replace(v, **{f.name: value(getattr(v, f.name)) for f in fields(v)})
+            case _:
+                return v
+
+    def replica_key(r: Replica | None) -> object:
+        if r is None:
+            return None
+        k = list(r.state_key())
+        k[4] = value(k[4])  # the log
+        table = cast(tuple[tuple[int, tuple[int, str]], ...], k[6])
+        k[6] = tuple(  # the client-table
+            sorted((ids.get(cid, cid), (number, result(res))) for cid, (number, res) in table)
+        )
+        k[9] = value(k[9])  # DOVIEWCHANGE messages kept
+        k[12] = value(k[12])  # RECOVERYRESPONSE messages kept
+        assert isinstance(r.service, EchoLog)
+        k[16] = "|".join(op(o) for o in r.service.ops)  # the service's digest
+        return tuple(k)
+
+    clients: list[object] = [None] * len(state.clients)
+    for c, client in enumerate(state.clients):
+        _, view, number, outstanding = client.state_key()
+        clients[perm[c]] = (ids[client.client_id], view, number, value(outstanding))
+    network = sorted(
+        repr(((kind, ids.get(dst, dst) if kind == "client" else dst), value(message)))
+        for (kind, dst), message in state.network
+    )
+    submitted: list[int] = [0] * len(state.ops_submitted)
+    for c, count in enumerate(state.ops_submitted):
+        submitted[perm[c]] = count
+    content = (
+        tuple(replica_key(r) for r in state.replicas),
+        tuple(clients),
+        tuple(network),
+        tuple((ids[c], n, result(x)) for c, n, x in state.completions),
+        tuple(
+            (kind, ids[c], op(x) if kind == "invoke" else result(x))
+            for kind, c, x in state.client_events
+        ),
+        tuple(submitted),
+        state.key()[6:],  # the counters and flags, from crashes on
+    )
+    return repr(content)
+
+
+def _stale_log_outgrows_newer_view(state: VRState) -> bool:
+    """A replica still in an older view holds a longer log than a replica of a newer view
+    that has committed, at some position, an op the older log has not: the situation in
+    which a new primary must prefer v' to op-number (VRR §4.2 step 3)."""
+    live = [r for r in state.replicas if r is not None and r.status is not Status.RECOVERING]
+    for old in live:
+        for new in live:
+            if new.last_normal_view <= old.last_normal_view or new.commit_number == 0:
+                continue
+            if old.op_number <= new.op_number:
+                continue
+            if any(old.log[i].request != new.log[i].request for i in range(new.commit_number)):
+                return True
+    return False
+
+
+def client_operations(events: Sequence[tuple[str, int, str]]) -> list[Any]:
+    """The clients' history as the linearizability checker's operations: an invocation
+    without a completion is indeterminate (it may take effect later, or never)."""
+    from checker.lin.wgl import UNKNOWN, Operation
+
+    ops: list[Operation] = []
+    open_: dict[int, int] = {}
+    for position, (kind, client_id, text) in enumerate(events):
+        if kind == "invoke":
+            open_[client_id] = len(ops)
+            ops.append(
+                Operation(
+                    id=len(ops),
+                    process=client_id,
+                    input=("append", text),
+                    output=UNKNOWN,
+                    call=position,
+                    ret=None,
+                )
+            )
+        else:
+            index = open_.pop(client_id)
+            ops[index] = replace(ops[index], output=text, ret=position)
+    return ops
+
+
+def describe_state(state: VRState) -> str:
+    """One line per replica, in the paper's terms, for counterexample traces."""
+    lines = []
+    for i, r in enumerate(state.replicas):
+        if r is None:
+            lines.append(f"  r{i}: crashed")
+            continue
+        ops = ",".join(e.request.op for e in r.log)
+        lines.append(
+            f"  r{i}: {r.status.value:<11} view={r.view} v'={r.last_normal_view} "
+            f"n={r.op_number} k={r.commit_number} log=[{ops}]"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,274 @@
+"""Checking a run recorded by the threaded runtime: trace validation and invariants.
+
+A recorded run is one history file per replica process (vrref/runtime/node.py writes them; a
+restarted process appends to its file). Each file's header carries what the core needs to
+be rebuilt: the replica id, the protocol settings (``"protocol"``) and the initial zone
+(``"initial"``). The events that enter the core are all recorded: ``boot`` (a fresh core),
+``restart`` (a core recovering with the recorded ``nonce``), ``deliver`` (a batch of
+messages, given to ``on_messages``) and ``tick`` (``on_tick``); what the core did is
+recorded after them: each ``send`` (a message to a replica, in order) and a ``state`` after
+each input (status, view, v', op-number, commit-number, and the digest of the zone).
+
+**Trace validation** feeds each file's inputs, in order, to a fresh real core and requires
+every recorded ``send`` and ``state`` to be exactly what the core now produces: the runtime
+is then shown to be a faithful driver of the core (nothing else changed the core's state,
+no message was invented or lost between the core and the wire), and the states the
+invariants are checked over are the core's own. The first difference is reported with its
+file, line and field.
+
+**Invariants** over the recorded states: commit-number never exceeds op-number; views and
+commit-numbers never decrease within a process's life (a restart starts a new life); and,
+across replicas, no committed divergence: the committed prefixes of the rebuilt cores at
+the end of their files agree. A ``crash`` event (the core raised) is a violation.
+
+``vrref check`` runs this on any history with replica events, beside linearizability.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vrref.core.messages import CodecError, LogEntry, from_json, to_json
+from vrref.core.replica import Config, Effect, Replica, Send, Status
+from vrref.history import ClientEvent, HistoryError, read_history
+
+STATE_FIELDS = (
+    "status",
+    "view",
+    "last_normal_view",
+    "op_number",
+    "commit_number",
+    "service_digest",
+)
+
+
+@dataclass
+class ReplicaRun:
+    """What validating one replica's file found."""
+
+    path: str
+    replica: int
+    inputs: int = 0
+    sends: int = 0
+    states: int = 0
+    lives: int = 0
+    problems: list[str] = field(default_factory=list)
+    committed: list[LogEntry] = field(default_factory=list)
+    """The committed prefix of the core at the end of the file (for cross-replica checks)."""
+
+
+@dataclass
+class RunReport:
+    replicas: list[ReplicaRun]
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and all(not r.problems for r in self.replicas)
+
+    @property
+    def events(self) -> int:
+        return sum(r.inputs + r.sends + r.states for r in self.replicas)
+
+
+def _core_state(core: Replica) -> dict[str, Any]:
+    return {
+        "status": core.status.value,
+        "view": core.view,
+        "last_normal_view": core.last_normal_view,
+        "op_number": core.op_number,
+        "commit_number": core.commit_number,
+        "service_digest": core.service.digest(),
+    }
+
+
+def _zone_factory(header: dict[str, Any]) -> Any:
+    from vrref.dns.service import Zone
+
+    initial = header.get("initial")
+    records = initial.get("records") if isinstance(initial, dict) else initial
+    origin = header.get("origin")
+    if not isinstance(records, list) or not isinstance(origin, str):
+        raise ValueError('the header needs "origin" and "initial" records to rebuild the zone')
+    base = Zone.from_records(origin, [tuple(r) for r in records])
+    return base.clone
+
+
+def validate_replica(path: str | Path) -> ReplicaRun:
+    """Trace validation of one replica's history file (see the module docstring)."""
+    history = read_history(path)
+    head = history.header
+    name = str(path)
+    replica_id = head.get("replica")
+    protocol = head.get("protocol")
+    if not isinstance(replica_id, int) or not isinstance(protocol, dict):
+        raise HistoryError(name, 1, 'a replica history header needs "replica" and "protocol"')
+    try:
+        config = Config(**protocol)
+        factory = _zone_factory(head)
+    except (TypeError, ValueError) as error:
+        raise HistoryError(name, 1, f"cannot rebuild the core: {error}") from None
+    run = ReplicaRun(name, replica_id)
+    core: Replica | None = None
+    expected: list[Send] = []
+    before: dict[str, Any] | None = None
+
+    def fail(line: int, message: str) -> None:
+        if not run.problems:  # the first difference; what follows would only echo it
+            run.problems.append(f"{name}:{line}: {message}")
+
+    def unsent(line: int) -> None:
+        if expected:
+            fail(line, f"the core sent {_show(expected[0])} and the history has no such send")
+
+    for event in history.events:
+        if run.problems:
+            break
+        if isinstance(event, ClientEvent):
+            continue
+        kind, f, line = event.type, event.fields, event.line
+        if kind in ("boot", "restart"):
+            unsent(line)
+            run.lives += 1
+            before = None
+            effects: list[Effect] = []
+            if kind == "boot":
+                core = Replica(config, replica_id, factory)
+            else:
+                nonce = f.get("nonce")
+                if not isinstance(nonce, int):
+                    fail(line, "a restart needs its integer nonce")
+                    break
+                core, effects = Replica.recovering(config, replica_id, factory, nonce=nonce)
+            expected = _sends(effects)
+            run.inputs += 1
+        elif kind in ("deliver", "tick"):
+            if core is None:
+                fail(line, f"a {kind} before the replica booted")
+                break
+            unsent(line)
+            try:
+                if kind == "deliver":
+                    raw = f.get("messages")
+                    if not isinstance(raw, list):
+                        fail(line, 'a deliver needs a "messages" list')
+                        break
+                    effects = core.on_messages([from_json(m) for m in raw])
+                else:
+                    effects = core.on_tick()
+            except CodecError as error:
+                fail(line, f"a recorded message does not decode: {error}")
+                break
+            except AssertionError as error:
+                fail(line, f"the core raised on this input: {error}")
+                break
+            expected = _sends(effects)
+            run.inputs += 1
+        elif kind == "send":
+            run.sends += 1
+            if not expected:
+                fail(line, "a send the core did not produce")
+                break
+            want = expected.pop(0)
+            got = (f.get("to"), f.get("message"))
+            if got != (want.to, to_json(want.message)):
+                fail(line, f"sent {_show_recorded(got)}, the core sends {_show(want)}")
+        elif kind == "state":
+            run.states += 1
+            if core is None:
+                fail(line, "a state before the replica booted")
+                break
+            now = _core_state(core)
+            for key in STATE_FIELDS:
+                if key in f and f[key] != now[key]:
+                    fail(line, f"{key} is {f[key]!r} in the history, {now[key]!r} in the core")
+                    break
+            if before is not None:
+                if now["view"] < before["view"]:
+                    fail(line, f"the view went back from {before['view']} to {now['view']}")
+                if now["commit_number"] < before["commit_number"]:
+                    fail(line, "the commit-number went back")
+            if now["commit_number"] > now["op_number"]:
+                fail(line, "commit-number above op-number")
+            before = now
+        elif kind == "crash":
+            fail(line, f"the replica's core raised: {f.get('error', '?')}")
+    if core is not None and not run.problems and core.status is not Status.RECOVERING:
+        run.committed = list(core.log[: core.commit_number])
+    return run
+
+
+def _sends(effects: Sequence[Effect]) -> list[Send]:
+    return [e for e in effects if isinstance(e, Send)]
+
+
+def _show(send: Send) -> str:
+    return f"{type(send.message).__name__} to r{send.to}"
+
+
+def _show_recorded(got: tuple[Any, Any]) -> str:
+    to, message = got
+    kind = message.get("type") if isinstance(message, dict) else "?"
+    return f"{kind} to r{to}"
+
+
+def check_run(paths: Sequence[str | Path]) -> RunReport:
+    """Validates every replica file and the cross-replica invariants."""
+    runs: list[ReplicaRun] = []
+    problems: list[str] = []
+    for path in paths:
+        try:
+            head = read_history(path).header
+        except HistoryError as error:
+            problems.append(str(error))
+            continue
+        if "replica" not in head:
+            continue  # a client-only history
+        runs.append(validate_replica(path))
+    for a in runs:
+        for b in runs:
+            if a.replica >= b.replica:
+                continue
+            common = min(len(a.committed), len(b.committed))
+            for n in range(common):
+                if a.committed[n].request != b.committed[n].request:
+                    problems.append(
+                        f"no committed divergence: replicas {a.replica} and {b.replica} "
+                        f"committed different ops at op-number {n + 1}"
+                    )
+                    break
+    return RunReport(runs, problems)
+
+
+def has_replica_events(paths: Sequence[str | Path]) -> bool:
+    for path in paths:
+        try:
+            head = read_history(path).header
+        except HistoryError:
+            continue
+        if isinstance(head.get("replica"), int) and isinstance(head.get("protocol"), dict):
+            return True
+    return False
+
+
+def report_lines(report: RunReport) -> list[str]:
+    lines = []
+    for run in report.replicas:
+        verdict = "ok" if not run.problems else "FAILED"
+        lines.append(
+            f"trace validation: replica {run.replica} ({Path(run.path).name}): {verdict}: "
+            f"{run.inputs} inputs replayed, {run.sends} sends and {run.states} states "
+            f"matched, {run.lives} life(s), {len(run.committed)} ops committed"
+        )
+        lines.extend(f"  {p}" for p in run.problems)
+    if report.problems:
+        lines.extend(f"invariants: VIOLATED: {p}" for p in report.problems)
+    else:
+        lines.append(
+            "invariants: ok (monotone views and commits, commit <= op-number, "
+            "no committed divergence across replicas)"
+        )
+    return lines

@@ -1,0 +1,159 @@
+"""Trace validation of recorded runs (checker/trace.py): a real cluster's history replays
+exactly through fresh cores, and every kind of tampering is caught, naming the line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from checker import trace as runs
+from checker.cli import check as cli_check
+from tests.integration.test_cluster_tools import nsupdate, start_cluster
+
+pytestmark = pytest.mark.skipif(shutil.which("nsupdate") is None, reason="nsupdate is needed")
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    cluster = start_cluster(tmp_path_factory.mktemp("run"))
+    try:
+        for n in range(3):
+            done = nsupdate(
+                cluster.port(n), f"update add run{n}.example.com. 300 A 192.0.2.{n + 1}"
+            )
+            assert done.returncode == 0, done.stderr
+    finally:
+        cluster.stop()
+    yield cluster.history_dir
+
+
+def files(directory: Path) -> list[str]:
+    return sorted(str(p) for p in directory.glob("*.jsonl"))
+
+
+def test_recorded_run_validates(recorded: Path) -> None:
+    report = runs.check_run(files(recorded))
+    assert report.ok, runs.report_lines(report)
+    assert [r.replica for r in report.replicas] == [0, 1, 2]
+    assert all(r.inputs > 0 and r.states > 0 for r in report.replicas)
+    assert max(len(r.committed) for r in report.replicas) == 3
+
+
+def tampered(recorded: Path, tmp_path: Path, edit: object) -> tuple[list[str], int]:
+    """A copy of the run with replica 1's file edited; returns the files and the line."""
+    out = tmp_path / "run"
+    shutil.copytree(recorded, out)
+    path = out / "replica-1.jsonl"
+    lines = path.read_text().splitlines()
+    line = edit(lines)  # type: ignore[operator]
+    path.write_text("\n".join(lines) + "\n")
+    return files(out), line
+
+
+def first(lines: list[str], kind: str, start: int = 1) -> int:
+    return next(i for i in range(start, len(lines)) if json.loads(lines[i])["type"] == kind)
+
+
+def test_a_changed_state_is_caught_with_its_line(recorded: Path, tmp_path: Path) -> None:
+    def edit(lines: list[str]) -> int:
+        i = first(lines, "state", first(lines, "deliver"))
+        event = json.loads(lines[i])
+        event["commit_number"] += 1
+        lines[i] = json.dumps(event)
+        return i + 1
+
+    paths, line = tampered(recorded, tmp_path, edit)
+    report = runs.check_run(paths)
+    assert not report.ok
+    problem = report.replicas[1].problems[0]
+    assert f"replica-1.jsonl:{line}: commit_number" in problem
+
+
+def test_a_dropped_delivery_is_caught(recorded: Path, tmp_path: Path) -> None:
+    def edit(lines: list[str]) -> int:
+        # a delivery the core answered (one with no effect at all cannot be missed)
+        i = next(
+            i
+            for i in range(1, len(lines) - 1)
+            if json.loads(lines[i])["type"] == "deliver"
+            and json.loads(lines[i + 1])["type"] == "send"
+        )
+        del lines[i]
+        return i + 1
+
+    paths, _ = tampered(recorded, tmp_path, edit)
+    assert runs.check_run(paths).replicas[1].problems != []
+
+
+def test_an_invented_send_is_caught(recorded: Path, tmp_path: Path) -> None:
+    def edit(lines: list[str]) -> int:
+        i = first(lines, "tick")
+        fake = {
+            "type": "send",
+            "replica": 1,
+            "to": 0,
+            "message": {"type": "COMMIT", "view": 0, "commit_number": 99},
+        }
+        lines.insert(i + 1, json.dumps(fake))
+        return i + 2
+
+    paths, line = tampered(recorded, tmp_path, edit)
+    problem = runs.check_run(paths).replicas[1].problems[0]
+    assert f"replica-1.jsonl:{line}:" in problem
+
+
+def test_vrref_check_reports_and_exits_1_on_tampering(
+    recorded: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_check.main([str(recorded)]) == 0
+    assert "invariants: ok" in capsys.readouterr().out
+
+    def edit(lines: list[str]) -> int:
+        i = first(lines, "state", first(lines, "deliver"))
+        event = json.loads(lines[i])
+        event["view"] = 7
+        lines[i] = json.dumps(event)
+        return i + 1
+
+    paths, _ = tampered(recorded, tmp_path, edit)
+    assert cli_check.main(paths) == 1
+    assert "FAILED" in capsys.readouterr().out
+
+
+def test_a_broken_line_is_named(
+    recorded: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def edit(lines: list[str]) -> int:
+        lines[3] = "{not json"
+        return 4
+
+    paths, line = tampered(recorded, tmp_path, edit)
+    assert cli_check.main(paths) == 2
+    assert f"replica-1.jsonl:{line}" in capsys.readouterr().err
+
+
+def test_local_reads_are_judged_by_consistent_prefix(
+    recorded: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_check.main([str(recorded)]) == 0
+    assert "local reads: " in capsys.readouterr().out
+
+    def edit(lines: list[str]) -> int:
+        # a local SOA read now claims a serial no committed state ever had
+        for i, text in enumerate(lines):
+            event = json.loads(text)
+            if event.get("mode") == "local" and '"SOA"' in event["value"]:
+                event["value"] = event["value"].replace("2024010101", "2024019999")
+                lines[i] = json.dumps(event)
+                return i + 1
+        raise AssertionError("no local SOA read recorded")
+
+    paths, line = tampered(recorded, tmp_path, edit)
+    assert cli_check.main(paths) == 1
+    out = capsys.readouterr().out
+    assert "local reads: " in out and "1 VIOLATED" in out
+    assert f"replica-1.jsonl:{line}" in out

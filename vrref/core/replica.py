@@ -1,0 +1,1032 @@
+"""The sans-I/O replica of Viewstamped Replication Revisited.
+
+This is the one protocol core of vrref. The threaded runtime, the deterministic simulator,
+the explicit-state explorer and the unit tests all drive this very class; none of them has
+its own copy of the protocol. So it does no I/O of any kind: no sockets, no threads, no
+clock, no randomness. Events go in, effects come out as data:
+
+- ``on_message(message)``: a decoded peer message or a client REQUEST;
+- ``on_tick()``: one unit of time passed; armed timers count down and fire;
+- ``on_timeout(name)``: fire one armed timer now (the explorer's way of saying "some time
+  passed"; it treats every armed timer as able to fire);
+- ``Replica.recovering(..., nonce=x)``: a replica restarted without its state; the driver
+  supplies the nonce (VRR §4.3), so randomness stays outside.
+
+Each call returns a list of effects (``Send`` to a replica, ``SendReply`` to a client) and
+leaves the replica in its new state. The driver delivers the effects however it likes.
+
+The handlers follow the paper (section numbers are VRR's) and one shape (TigerBeetle's):
+guard clauses that say why a message is ignored and return, assertions restating what
+survived the guards, then the state change. Ignored messages are counted by reason in
+``ignored`` so that a driver can surface them.
+
+Where the paper's text is unsafe or silent, the choices are those of ``spec/vr.md`` and the
+traps in VR-NOTES.md, each with a test named after its number:
+
+- State transfer (§5.2, trap 1): a replica that learns of a later view does NOT adopt the
+  view or truncate its log when it sends GETSTATE; it keeps its log and its last normal view,
+  so it can still take part safely in a later view change, and it replaces the uncommitted
+  suffix of its log only when a NEWSTATE of that view arrives. In the same view a NEWSTATE
+  only ever extends the log: entries a replica has acknowledged are never dropped.
+- Stalled view changes are resent, and a view change that does not complete in time moves
+  on to the next view (trap 2). DOVIEWCHANGEs count only for the view being changed to.
+- Recovery retries with the same nonce and keeps each replica's newest response; it adopts
+  state only from the primary of the highest view among f+1 responses (traps 3, 6).
+- A recovering replica never votes, acknowledges or answers (trap 4).
+- DOVIEWCHANGE and STARTVIEW carry whole logs (trap 7); commit-number never decreases,
+  e.g. when a deposed primary receives STARTVIEW (trap 8).
+- At-most-once: the client-table holds, per client, the newest executed request and its
+  result; it is derived from the committed log, never evicted, and consulted before a
+  request enters the log (trap 9). Replies are sent only by a primary in status normal, so a
+  client only ever learns of views that have started.
+
+PREPAREOK is cumulative: PREPAREOK<v, n, i> says replica i holds the view-v log up to n,
+which is what VRR's in-order acceptance guarantees anyway; so one acknowledgement covers a
+batch, and a lost one is repaired by the next.
+
+Checkpoints and log truncation (§5.1) are not implemented yet: the log grows without bound
+and recovery re-executes it from the beginning.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Final, TypeAlias, assert_never
+
+from vrref.core.messages import (
+    Commit,
+    DoViewChange,
+    GetState,
+    Log,
+    LogEntry,
+    Message,
+    NewState,
+    Prepare,
+    PrepareOk,
+    Recovery,
+    RecoveryResponse,
+    Reply,
+    Request,
+    StartView,
+    StartViewChange,
+    encode,
+)
+from vrref.core.statemachine import StateMachine
+
+
+class Status(enum.Enum):
+    NORMAL = "normal"
+    VIEW_CHANGE = "view-change"
+    RECOVERING = "recovering"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """Cluster-wide settings; every replica of a cluster must have the same ones.
+
+    Timeouts are in ticks; the driver decides how long a tick is.
+    """
+
+    replica_count: int
+    heartbeat_ticks: int = 2
+    primary_timeout_ticks: int = 8
+    view_change_resend_ticks: int = 3
+    view_change_stalled_ticks: int = 12
+    recovery_resend_ticks: int = 3
+    state_transfer_resend_ticks: int = 3
+    pipeline_max: int = 1024
+    """Uncommitted entries the primary accepts before it drops new requests."""
+    prepare_entries_max: int = 256
+    """Entries one PREPARE carries; larger batches and repairs are split."""
+
+    def __post_init__(self) -> None:
+        if self.replica_count < 1 or self.replica_count % 2 == 0:
+            raise ValueError("replica_count must be odd and positive (2f+1)")
+        for name in (
+            "heartbeat_ticks",
+            "primary_timeout_ticks",
+            "view_change_resend_ticks",
+            "view_change_stalled_ticks",
+            "recovery_resend_ticks",
+            "state_transfer_resend_ticks",
+            "pipeline_max",
+            "prepare_entries_max",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+
+    @property
+    def f(self) -> int:
+        """The number of failures tolerated."""
+        return (self.replica_count - 1) // 2
+
+    @property
+    def quorum(self) -> int:
+        """f + 1: the size of every quorum."""
+        return self.f + 1
+
+    def primary(self, view: int) -> int:
+        """The primary of a view is replica view mod n (VRR §4)."""
+        return view % self.replica_count
+
+    def timer_ticks(self, name: str) -> int:
+        ticks: int = getattr(self, TIMERS[name])
+        return ticks
+
+
+# Timer name -> the Config field giving its duration. Each has a handler on_<name>_timeout.
+TIMERS: Final = {
+    "heartbeat": "heartbeat_ticks",
+    "primary": "primary_timeout_ticks",
+    "view_change_resend": "view_change_resend_ticks",
+    "view_change_stalled": "view_change_stalled_ticks",
+    "recovery": "recovery_resend_ticks",
+    "state_transfer": "state_transfer_resend_ticks",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Send:
+    """Effect: send a peer message to replica ``to``."""
+
+    to: int
+    message: Message
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendReply:
+    """Effect: deliver a REPLY to the client ``reply.client_id``."""
+
+    reply: Reply
+
+
+Effect: TypeAlias = Send | SendReply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Snapshot:
+    """An immutable picture of a replica's protocol state, for invariants and histories."""
+
+    replica: int
+    status: str
+    """One of "normal", "view-change", "recovering" (``Status.value``)."""
+    view: int
+    last_normal_view: int
+    op_number: int
+    commit_number: int
+    log: Log
+    service_digest: str
+
+
+class Replica:
+    """One VR replica. Mutable for speed in the runtime; ``clone`` and ``fingerprint`` serve
+    the explorer, which forks and deduplicates replica states."""
+
+    __slots__ = (
+        "_cached_fingerprint",
+        "_cached_key",
+        "_cached_snapshot",
+        "_dvc_sent",
+        "_effects",
+        "_prepare_from",
+        "_service_factory",
+        "_state_transfer_attempt",
+        "acks",
+        "client_table",
+        "commit_number",
+        "config",
+        "do_view_changes",
+        "ignored",
+        "last_normal_view",
+        "log",
+        "nonce",
+        "recovery_responses",
+        "replica",
+        "service",
+        "start_view_change_votes",
+        "state_transfer_view",
+        "status",
+        "timers",
+        "view",
+    )
+
+    def __init__(
+        self,
+        config: Config,
+        replica: int,
+        service_factory: Callable[[], StateMachine],
+    ) -> None:
+        assert 0 <= replica < config.replica_count
+        self.config = config
+        self.replica = replica
+        self._service_factory = service_factory
+        self.service: StateMachine = service_factory()
+        # VRR Fig. 2 state.
+        self.view = 0
+        self.status = Status.NORMAL
+        self.log: list[LogEntry] = []
+        self.commit_number = 0
+        self.last_normal_view = 0
+        # client-id -> (request-number, result) of the newest executed request (§4.1).
+        self.client_table: dict[int, tuple[int, str]] = {}
+        # Primary: replica -> highest op-number it acknowledged in this view.
+        self.acks: dict[int, int] = {}
+        # View change (§4.2): votes and DOVIEWCHANGEs for self.view.
+        self.start_view_change_votes: set[int] = set()
+        self.do_view_changes: dict[int, DoViewChange] = {}
+        self._dvc_sent = False
+        # Recovery (§4.3).
+        self.nonce: int | None = None
+        self.recovery_responses: dict[int, RecoveryResponse] = {}
+        # State transfer (§5.2): the view whose state we asked for, if any.
+        self.state_transfer_view: int | None = None
+        self._state_transfer_attempt = 0
+        # Timer name -> ticks left; only armed timers are present.
+        self.timers: dict[str, int] = {}
+        # Why messages were ignored, counted; not part of the protocol state.
+        self.ignored: dict[str, int] = {}
+        self._effects: list[Effect] = []
+        # state_key and snapshot are cached until the next event: the explorer shares an
+        # unchanged replica between states. Every entry point below clears them.
+        self._cached_key: tuple[object, ...] | None = None
+        self._cached_snapshot: Snapshot | None = None
+        self._cached_fingerprint: int | None = None
+        self._prepare_from = 1  # first op-number not yet sent in a PREPARE
+        if self.is_primary:
+            self._arm("heartbeat")
+        else:
+            self._arm("primary")
+
+    @classmethod
+    def recovering(
+        cls,
+        config: Config,
+        replica: int,
+        service_factory: Callable[[], StateMachine],
+        *,
+        nonce: int,
+    ) -> tuple[Replica, list[Effect]]:
+        """A replica restarted without its state (§4.3): it sends RECOVERY and waits."""
+        self = cls(config, replica, service_factory)
+        self.timers.clear()
+        self.status = Status.RECOVERING
+        self.nonce = nonce
+        self._broadcast(Recovery(replica=replica, nonce=nonce))
+        self._arm("recovery")
+        return self, self._take_effects()
+
+    # -----------------------------------------------------------------------------------
+    # Derived values
+
+    @property
+    def op_number(self) -> int:
+        return len(self.log)
+
+    @property
+    def primary(self) -> int:
+        return self.config.primary(self.view)
+
+    @property
+    def is_primary(self) -> bool:
+        return self.primary == self.replica
+
+    def snapshot(self) -> Snapshot:
+        if self._cached_snapshot is not None:
+            return self._cached_snapshot
+        self._cached_snapshot = Snapshot(
+            replica=self.replica,
+            status=self.status.value,
+            view=self.view,
+            last_normal_view=self.last_normal_view,
+            op_number=self.op_number,
+            commit_number=self.commit_number,
+            log=tuple(self.log),
+            service_digest=self.service.digest(),
+        )
+        return self._cached_snapshot
+
+    def state_key(self) -> tuple[object, ...]:
+        """Everything that determines this replica's future behaviour, as a hashable tuple.
+
+        Timer countdowns are abstracted to the set of armed timers (the explorer fires any
+        armed timer at any time), and the ``ignored`` counters are observations, not state.
+        The service is represented by its digest and the client-table, which are functions
+        of the committed prefix of the log.
+        """
+        if self._cached_key is not None:
+            return self._cached_key
+        self._cached_key = (
+            self.replica,
+            self.status.value,
+            self.view,
+            self.last_normal_view,
+            tuple(self.log),
+            self.commit_number,
+            tuple(sorted(self.client_table.items())),
+            tuple(sorted(self.acks.items())),
+            tuple(sorted(self.start_view_change_votes)),
+            tuple(sorted(self.do_view_changes.items())),
+            self._dvc_sent,
+            self.nonce,
+            tuple(sorted(self.recovery_responses.items())),
+            self.state_transfer_view,
+            self._state_transfer_attempt,
+            tuple(sorted(self.timers)),
+            self.service.digest(),
+        )
+        return self._cached_key
+
+    def fingerprint(self) -> int:
+        """A 64-bit fingerprint of ``state_key``, stable across processes (cached)."""
+        if self._cached_fingerprint is None:
+            digest = hashlib.blake2b(repr(self.state_key()).encode(), digest_size=8).digest()
+            self._cached_fingerprint = int.from_bytes(digest, "little")
+        return self._cached_fingerprint
+
+    def clone(self) -> Replica:
+        """An independent copy sharing only immutable values."""
+        other = object.__new__(type(self))
+        other.config = self.config
+        other.replica = self.replica
+        other._service_factory = self._service_factory
+        other.service = self.service.clone()
+        other.view = self.view
+        other.status = self.status
+        other.log = list(self.log)
+        other.commit_number = self.commit_number
+        other.last_normal_view = self.last_normal_view
+        other.client_table = dict(self.client_table)
+        other.acks = dict(self.acks)
+        other.start_view_change_votes = set(self.start_view_change_votes)
+        other.do_view_changes = dict(self.do_view_changes)
+        other._dvc_sent = self._dvc_sent
+        other.nonce = self.nonce
+        other.recovery_responses = dict(self.recovery_responses)
+        other.state_transfer_view = self.state_transfer_view
+        other._state_transfer_attempt = self._state_transfer_attempt
+        other.timers = dict(self.timers)
+        other.ignored = dict(self.ignored)
+        other._effects = []
+        other._cached_key = None
+        other._cached_snapshot = None
+        other._cached_fingerprint = None
+        other._prepare_from = self._prepare_from
+        return other
+
+    def _invalidate(self) -> None:
+        self._cached_key = None
+        self._cached_snapshot = None
+        self._cached_fingerprint = None
+
+    def armed_timers(self) -> tuple[str, ...]:
+        return tuple(sorted(self.timers))
+
+    # -----------------------------------------------------------------------------------
+    # Entry points
+
+    def on_message(self, message: Message) -> list[Effect]:
+        """Handles one message; returns the effects."""
+        self._invalidate()
+        self._dispatch(message)
+        self._flush_prepare()
+        return self._take_effects()
+
+    def on_messages(self, messages: Iterable[Message]) -> list[Effect]:
+        """Handles several messages, then sends one PREPARE for all requests they added:
+        this is how a driver batches (VRR §6)."""
+        self._invalidate()
+        for message in messages:
+            self._dispatch(message)
+        self._flush_prepare()
+        return self._take_effects()
+
+    def on_tick(self) -> list[Effect]:
+        """One tick passed: armed timers count down; those reaching zero fire, in name
+        order."""
+        self._invalidate()
+        expired = []
+        for name in sorted(self.timers):
+            self.timers[name] -= 1
+            if self.timers[name] <= 0:
+                expired.append(name)
+        for name in expired:
+            if name in self.timers and self.timers[name] <= 0:
+                self._fire(name)
+        self._flush_prepare()
+        return self._take_effects()
+
+    def on_timeout(self, name: str) -> list[Effect]:
+        """Fires an armed timer now (the explorer's time step)."""
+        self._invalidate()
+        if name not in self.timers:
+            raise ValueError(f"timer {name!r} is not armed at replica {self.replica}")
+        self._fire(name)
+        self._flush_prepare()
+        return self._take_effects()
+
+    def _dispatch(self, message: Message) -> None:
+        match message:
+            case Request():
+                self.on_request(message)
+            case Prepare():
+                self.on_prepare(message)
+            case PrepareOk():
+                self.on_prepare_ok(message)
+            case Commit():
+                self.on_commit(message)
+            case StartViewChange():
+                self.on_start_view_change(message)
+            case DoViewChange():
+                self.on_do_view_change(message)
+            case StartView():
+                self.on_start_view(message)
+            case Recovery():
+                self.on_recovery(message)
+            case RecoveryResponse():
+                self.on_recovery_response(message)
+            case GetState():
+                self.on_get_state(message)
+            case NewState():
+                self.on_new_state(message)
+            case Reply():
+                self._ignore("reply sent to a replica")
+            case _:
+                assert_never(message)
+
+    def _fire(self, name: str) -> None:
+        del self.timers[name]
+        match name:
+            case "heartbeat":
+                self.on_heartbeat_timeout()
+            case "primary":
+                self.on_primary_timeout()
+            case "view_change_resend":
+                self.on_view_change_resend_timeout()
+            case "view_change_stalled":
+                self.on_view_change_stalled_timeout()
+            case "recovery":
+                self.on_recovery_timeout()
+            case "state_transfer":
+                self.on_state_transfer_timeout()
+            case _:
+                raise AssertionError(f"unknown timer {name}")
+
+    # -----------------------------------------------------------------------------------
+    # §4.1 Normal operation
+
+    def on_request(self, message: Request) -> None:
+        if self.status is not Status.NORMAL:
+            return self._ignore("request while not normal")
+        if not self.is_primary:
+            return self._ignore("request at a backup")
+        executed = self.client_table.get(message.client_id)
+        if executed is not None:
+            executed_number, result = executed
+            if message.request_number < executed_number:
+                return self._ignore("request older than the client-table entry")
+            if message.request_number == executed_number:
+                # The reply may have been lost: send it again (§4.1 step 2).
+                self._reply(message.client_id, executed_number, result)
+                return None
+        pending = self._pending_request_number(message.client_id)
+        if pending is not None and message.request_number <= pending:
+            return self._ignore("request already in the log")
+        if self.op_number - self.commit_number >= self.config.pipeline_max:
+            return self._ignore("pipeline full")
+
+        self.log.append(LogEntry(view=self.view, request=message))
+        assert self.op_number > self.commit_number
+        if self.config.replica_count == 1:
+            self._commit_up_to(self.op_number)
+
+    def on_prepare(self, message: Prepare) -> None:
+        if self.status is Status.RECOVERING:
+            return self._ignore("prepare while recovering")
+        if message.view < self.view:
+            return self._ignore("prepare from an older view")
+        if message.view > self.view or self.status is Status.VIEW_CHANGE:
+            # A view we have not seen start: we missed its STARTVIEW (§4.1 step 6).
+            return self._request_state(message.view)
+        if self.is_primary:
+            return self._ignore("prepare at the primary")
+        first = message.op_number - len(message.entries) + 1
+        if first < 1 or message.commit_number > message.op_number:
+            return self._ignore("malformed prepare")
+        assert self.status is Status.NORMAL and message.view == self.view
+
+        self._arm("primary")
+        if first > self.op_number + 1:
+            return self._on_prepare_gap(message)
+        self.log.extend(message.entries[self.op_number - first + 1 :])
+        assert self.op_number >= message.op_number
+        self._commit_up_to(min(message.commit_number, self.op_number))
+        self._send(
+            self.primary, PrepareOk(view=self.view, op_number=self.op_number, replica=self.replica)
+        )
+
+    def _on_prepare_gap(self, message: Prepare) -> None:
+        """Earlier PREPAREs were lost: accept nothing out of order; fetch the missing
+        entries by state transfer (§4.1 step 3, §5.2)."""
+        del message
+        self._request_state(self.view)
+
+    def on_prepare_ok(self, message: PrepareOk) -> None:
+        if self.status is not Status.NORMAL:
+            return self._ignore("prepareok while not normal")
+        if message.view != self.view:
+            return self._ignore("prepareok from another view")
+        if not self.is_primary:
+            return self._ignore("prepareok at a backup")
+        if message.op_number > self.op_number or message.replica == self.replica:
+            return self._ignore("prepareok beyond the log")
+        assert 0 <= message.replica < self.config.replica_count
+
+        if message.op_number > self.acks.get(message.replica, 0):
+            self.acks[message.replica] = message.op_number
+        self._commit_up_to(self._quorum_op_number())
+
+    def on_commit(self, message: Commit) -> None:
+        if self.status is Status.RECOVERING:
+            return self._ignore("commit while recovering")
+        if message.view < self.view:
+            return self._ignore("commit from an older view")
+        if message.view > self.view or self.status is Status.VIEW_CHANGE:
+            return self._request_state(message.view)
+        if self.is_primary:
+            return self._ignore("commit at the primary")
+        assert self.status is Status.NORMAL and message.view == self.view
+
+        self._arm("primary")
+        if message.commit_number > self.op_number:
+            self._request_state(self.view)
+        self._commit_up_to(min(message.commit_number, self.op_number))
+
+    def on_heartbeat_timeout(self) -> None:
+        """The primary, idle or with unacknowledged entries: COMMIT to backups that are up to
+        date, PREPARE (again) the entries the others have not acknowledged (§4.1 step 5)."""
+        assert self.status is Status.NORMAL and self.is_primary
+        for backup in self._others():
+            acked = self.acks.get(backup, 0)
+            if acked < self.op_number:
+                # Resend at most one PREPARE's worth; a backup missing more sees the gap
+                # and pulls exactly what it lacks by state transfer.
+                window = self.op_number - self.config.prepare_entries_max + 1
+                self._send_prepare(backup, max(acked + 1, window))
+            else:
+                self._send(backup, Commit(view=self.view, commit_number=self.commit_number))
+        self._arm("heartbeat")
+
+    def on_primary_timeout(self) -> None:
+        """A backup heard nothing from its primary in time: start a view change (§4.2)."""
+        assert self.status is Status.NORMAL and not self.is_primary
+        self._start_view_change(self.view + 1)
+
+    # -----------------------------------------------------------------------------------
+    # §4.2 View change
+
+    def on_start_view_change(self, message: StartViewChange) -> None:
+        if not self._may_vote():
+            return self._ignore("startviewchange while recovering")
+        if message.view < self.view:
+            return self._ignore("startviewchange for an older view")
+        if message.view == self.view and self.status is Status.NORMAL:
+            return self._ignore("startviewchange for a view that has started")
+        if message.replica == self.replica:
+            return self._ignore("startviewchange from itself")
+        if message.view > self.view:
+            self._start_view_change(message.view)
+        assert self.status is Status.VIEW_CHANGE and message.view == self.view
+
+        self.start_view_change_votes.add(message.replica)
+        self._maybe_send_do_view_change()
+
+    def on_do_view_change(self, message: DoViewChange) -> None:
+        if not self._may_vote():
+            return self._ignore("doviewchange while recovering")
+        if message.view < self.view:
+            return self._ignore("doviewchange for an older view")
+        if self.config.primary(message.view) != self.replica:
+            return self._ignore("doviewchange at a replica that is not its primary")
+        if message.view == self.view and self.status is Status.NORMAL:
+            # The view started already; this sender missed the STARTVIEW.
+            self._send(message.replica, self._start_view_message())
+            return None
+        if message.commit_number > message.op_number or message.op_number != len(message.log):
+            return self._ignore("malformed doviewchange")
+        if message.view > self.view:
+            self._start_view_change(message.view)
+        assert self.status is Status.VIEW_CHANGE and message.view == self.view
+
+        self.do_view_changes[message.replica] = message
+        self._maybe_start_view()
+
+    def on_start_view(self, message: StartView) -> None:
+        if self.status is Status.RECOVERING:
+            return self._ignore("startview while recovering")
+        if message.view < self.view:
+            return self._ignore("startview for an older view")
+        if message.view == self.view and self.status is Status.NORMAL:
+            return self._ignore("startview for a view that has started")
+        if self.config.primary(message.view) == self.replica:
+            return self._ignore("startview at its own primary")
+        if message.op_number != len(message.log) or message.commit_number > message.op_number:
+            return self._ignore("malformed startview")
+        # The new log extends everything committed: it must hold our committed prefix.
+        assert self.commit_number <= message.op_number, "startview log misses committed ops"
+
+        self._enter_view(message.view, list(message.log), message.commit_number)
+        if self.op_number > self.commit_number:
+            self._send(
+                self.primary,
+                PrepareOk(view=self.view, op_number=self.op_number, replica=self.replica),
+            )
+
+    def on_view_change_resend_timeout(self) -> None:
+        """A stalled view change is resent, in case its messages were lost (trap 2)."""
+        assert self.status is Status.VIEW_CHANGE
+        self._broadcast(StartViewChange(view=self.view, replica=self.replica))
+        if self._dvc_sent and self.primary != self.replica:
+            self._send(self.primary, self._do_view_change_message())
+        self._arm("view_change_resend")
+
+    def on_view_change_stalled_timeout(self) -> None:
+        """The view change did not complete in time (its primary may be down): try the next
+        view, whose primary is the next replica."""
+        assert self.status is Status.VIEW_CHANGE
+        self._start_view_change(self.view + 1)
+
+    def _may_vote(self) -> bool:
+        """A replica that lost its state takes no part in view changes (§4.3, trap 4)."""
+        return self.status is not Status.RECOVERING
+
+    def _start_view_change(self, view: int) -> None:
+        assert view > self.view and self._may_vote()
+        if self.status is Status.NORMAL:
+            self.last_normal_view = self.view
+        self.view = view
+        self.status = Status.VIEW_CHANGE
+        self.start_view_change_votes = set()
+        self.do_view_changes = {}
+        self._dvc_sent = False
+        self.acks = {}
+        if self.state_transfer_view is not None and self.state_transfer_view <= view:
+            self._cancel_state_transfer()
+        self.timers.pop("heartbeat", None)
+        self.timers.pop("primary", None)
+        self._arm("view_change_resend")
+        self._arm("view_change_stalled")
+        self._broadcast(StartViewChange(view=view, replica=self.replica))
+        self._maybe_send_do_view_change()
+
+    def _maybe_send_do_view_change(self) -> None:
+        """With STARTVIEWCHANGE from f others, send DOVIEWCHANGE to the new primary."""
+        if self._dvc_sent or len(self.start_view_change_votes) < self.config.f:
+            return
+        self._dvc_sent = True
+        message = self._do_view_change_message()
+        if self.primary == self.replica:
+            self.do_view_changes[self.replica] = message
+            self._maybe_start_view()
+        else:
+            self._send(self.primary, message)
+
+    def _do_view_change_message(self) -> DoViewChange:
+        return DoViewChange(
+            view=self.view,
+            log=tuple(self.log),
+            last_normal_view=self.last_normal_view,
+            op_number=self.op_number,
+            commit_number=self.commit_number,
+            replica=self.replica,
+        )
+
+    def _maybe_start_view(self) -> None:
+        """The new primary, with f+1 DOVIEWCHANGEs, starts the view (§4.2 step 3)."""
+        if self.status is not Status.VIEW_CHANGE or len(self.do_view_changes) < self.config.quorum:
+            return
+        assert self.is_primary
+        assert all(m.view == self.view for m in self.do_view_changes.values())
+        chosen = self.choose_log(list(self.do_view_changes.values()))
+        commit_number = self._new_view_commit_number(list(self.do_view_changes.values()))
+        assert commit_number <= chosen.op_number, "a committed op is missing from the new log"
+        self._enter_view(self.view, list(chosen.log), commit_number)
+        self._broadcast(self._start_view_message())
+
+    def _new_view_commit_number(self, messages: list[DoViewChange]) -> int:
+        """The largest commit-number received, or ours if larger (§4.2 step 3; trap 8)."""
+        return max(self.commit_number, *(m.commit_number for m in messages))
+
+    @staticmethod
+    def choose_log(messages: list[DoViewChange]) -> DoViewChange:
+        """The DOVIEWCHANGE with the largest v', ties broken by the largest op-number."""
+        return max(messages, key=lambda m: (m.last_normal_view, m.op_number, -m.replica))
+
+    def _start_view_message(self) -> StartView:
+        return StartView(
+            view=self.view,
+            log=tuple(self.log),
+            op_number=self.op_number,
+            commit_number=self.commit_number,
+        )
+
+    def _enter_view(self, view: int, log: list[LogEntry], commit_number: int) -> None:
+        """Status normal in ``view`` with ``log``; commit-number never goes back (trap 8)."""
+        assert view >= self.view
+        assert all(a == b for a, b in zip(self.log[: self.commit_number], log, strict=False))
+        self.view = view
+        self.status = Status.NORMAL
+        self.last_normal_view = view
+        self.log = log
+        self._prepare_from = len(log) + 1
+        self.start_view_change_votes = set()
+        self.do_view_changes = {}
+        self._dvc_sent = False
+        self.acks = {}
+        if self.state_transfer_view is not None and self.state_transfer_view <= view:
+            self._cancel_state_transfer()
+        self.timers.pop("view_change_resend", None)
+        self.timers.pop("view_change_stalled", None)
+        self._commit_up_to(max(self.commit_number, commit_number))
+        if self.is_primary:
+            self.timers.pop("primary", None)
+            self._arm("heartbeat")
+        else:
+            self.timers.pop("heartbeat", None)
+            self._arm("primary")
+
+    # -----------------------------------------------------------------------------------
+    # §4.3 Recovery
+
+    def on_recovery(self, message: Recovery) -> None:
+        if self.status is not Status.NORMAL:
+            return self._ignore("recovery while not normal")
+        if message.replica == self.replica:
+            return self._ignore("recovery from itself")
+        primary = self.is_primary
+        self._send(
+            message.replica,
+            RecoveryResponse(
+                view=self.view,
+                nonce=message.nonce,
+                log=tuple(self.log) if primary else None,
+                op_number=self.op_number if primary else None,
+                commit_number=self.commit_number if primary else None,
+                replica=self.replica,
+            ),
+        )
+
+    def on_recovery_response(self, message: RecoveryResponse) -> None:
+        if self.status is not Status.RECOVERING:
+            return self._ignore("recoveryresponse while not recovering")
+        if not self._nonce_matches(message):
+            return self._ignore("recoveryresponse with another nonce")
+        if message.replica == self.replica:
+            return self._ignore("recoveryresponse from itself")
+        from_primary = message.log is not None
+        if from_primary != (self.config.primary(message.view) == message.replica):
+            return self._ignore("malformed recoveryresponse")
+        if from_primary and (
+            message.op_number != len(message.log or ())
+            or message.commit_number is None
+            or message.commit_number > len(message.log or ())
+        ):
+            return self._ignore("malformed recoveryresponse")
+        previous = self.recovery_responses.get(message.replica)
+        if previous is not None and previous.view > message.view:
+            return self._ignore("recoveryresponse older than one already received")
+
+        self.recovery_responses[message.replica] = message
+        self._maybe_finish_recovery()
+
+    def _nonce_matches(self, message: RecoveryResponse) -> bool:
+        """Only answers to this recovery count: the nonce is unique per recovery (trap 6)."""
+        return message.nonce == self.nonce
+
+    def _maybe_finish_recovery(self) -> None:
+        """With f+1 responses, adopt the state of the primary of the highest view among
+        them, and only that one (trap 3)."""
+        if len(self.recovery_responses) < self.config.quorum:
+            return
+        view = max(m.view for m in self.recovery_responses.values())
+        primary_response = self.recovery_responses.get(self.config.primary(view))
+        if primary_response is None or primary_response.view != view:
+            return  # keep waiting; the recovery timer asks again
+        assert primary_response.log is not None and primary_response.commit_number is not None
+        assert self.status is Status.RECOVERING
+
+        self.service = self._service_factory()
+        self.client_table = {}
+        self.log = []
+        self.commit_number = 0
+        self.nonce = None
+        self.recovery_responses = {}
+        self.timers.pop("recovery", None)
+        self.view = view
+        self._enter_view(view, list(primary_response.log), primary_response.commit_number)
+        if self.op_number > self.commit_number:
+            self._send(
+                self.primary,
+                PrepareOk(view=self.view, op_number=self.op_number, replica=self.replica),
+            )
+
+    def on_recovery_timeout(self) -> None:
+        """Recovery retries until it hears from the primary of the latest view (trap 3)."""
+        assert self.status is Status.RECOVERING and self.nonce is not None
+        self._broadcast(Recovery(replica=self.replica, nonce=self.nonce))
+        self._arm("recovery")
+
+    # -----------------------------------------------------------------------------------
+    # §5.2 State transfer, in its safe variant (trap 1)
+
+    def _request_state(self, view: int) -> None:
+        """Ask for the log of ``view``. The view is NOT adopted and nothing is truncated
+        until the NEWSTATE arrives (trap 1)."""
+        if self.state_transfer_view is not None and self.state_transfer_view >= view:
+            return  # already asked; the state_transfer timer retries
+        self.state_transfer_view = view
+        self._state_transfer_attempt = 0
+        self._send_get_state()
+
+    def _send_get_state(self) -> None:
+        view = self.state_transfer_view
+        assert view is not None
+        # In the same view our whole log is valid; for a later view only the committed part.
+        same_view = view == self.view and self.status is Status.NORMAL
+        after = self.op_number if same_view else self.commit_number
+        others = [r for r in range(self.config.replica_count) if r != self.replica]
+        primary = self.config.primary(view)
+        # Ask the primary first, then each other replica in turn.
+        order = sorted(others, key=lambda r: (r != primary, (r - primary) % len(others)))
+        target = order[self._state_transfer_attempt % len(order)]
+        self._send(target, GetState(view=view, op_number=after, replica=self.replica))
+        self._arm("state_transfer")
+
+    def on_state_transfer_timeout(self) -> None:
+        assert self.state_transfer_view is not None
+        # Cyclic, so the state stays finite for the explorer: the target rotates anyway.
+        self._state_transfer_attempt = (self._state_transfer_attempt + 1) % (
+            self.config.replica_count - 1
+        )
+        self._send_get_state()
+
+    def _cancel_state_transfer(self) -> None:
+        self.state_transfer_view = None
+        self._state_transfer_attempt = 0
+        self.timers.pop("state_transfer", None)
+
+    def on_get_state(self, message: GetState) -> None:
+        if self.status is not Status.NORMAL:
+            return self._ignore("getstate while not normal")
+        if message.view != self.view:
+            return self._ignore("getstate for another view")
+        if message.replica == self.replica or message.op_number > self.op_number:
+            return self._ignore("getstate beyond the log")
+        self._send(
+            message.replica,
+            NewState(
+                view=self.view,
+                after_op_number=message.op_number,
+                entries=tuple(self.log[message.op_number :]),
+                op_number=self.op_number,
+                commit_number=self.commit_number,
+            ),
+        )
+
+    def on_new_state(self, message: NewState) -> None:
+        if self.status is Status.RECOVERING:
+            return self._ignore("newstate while recovering")
+        if self.state_transfer_view is None or message.view != self.state_transfer_view:
+            return self._ignore("newstate not asked for")
+        if message.view < self.view:
+            return self._ignore("newstate for an older view")
+        if (
+            message.after_op_number + len(message.entries) != message.op_number
+            or message.commit_number > message.op_number
+        ):
+            return self._ignore("malformed newstate")
+        same_view = message.view == self.view and self.status is Status.NORMAL
+        if same_view:
+            if message.after_op_number > self.op_number:
+                return self._ignore("newstate leaves a gap")
+            assert not self.is_primary
+            # Only extend: entries this replica acknowledged are never dropped.
+            self.log.extend(message.entries[self.op_number - message.after_op_number :])
+            self._cancel_state_transfer()
+            self._arm("primary")
+            self._commit_up_to(min(message.commit_number, self.op_number))
+        else:
+            if message.after_op_number > self.commit_number:
+                return self._ignore("newstate starts after our commit-number")
+            if message.op_number < self.commit_number:
+                return self._ignore("newstate shorter than our committed log")
+            log = self.log[: message.after_op_number] + list(message.entries)
+            self._enter_view(message.view, log, min(message.commit_number, len(log)))
+        if self.op_number > self.commit_number:
+            self._send(
+                self.primary,
+                PrepareOk(view=self.view, op_number=self.op_number, replica=self.replica),
+            )
+
+    # -----------------------------------------------------------------------------------
+    # Commit and execution
+
+    def _quorum_op_number(self) -> int:
+        """The highest op-number held by f backups besides the primary."""
+        acked = sorted(self.acks.values(), reverse=True)
+        if len(acked) < self.config.f:
+            return self.commit_number
+        return acked[self.config.f - 1] if self.config.f > 0 else self.op_number
+
+    def _commit_up_to(self, commit_number: int) -> None:
+        """Executes committed ops in order; the primary replies to their clients."""
+        assert commit_number <= self.op_number
+        while self.commit_number < commit_number:
+            entry = self.log[self.commit_number]
+            self.commit_number += 1
+            request = entry.request
+            result = self.service.apply(request.op)
+            executed = self.client_table.get(request.client_id)
+            if executed is None or executed[0] < request.request_number:
+                self.client_table[request.client_id] = (request.request_number, result)
+            if self.is_primary and self.status is Status.NORMAL:
+                self._reply(request.client_id, request.request_number, result)
+
+    def _pending_request_number(self, client_id: int) -> int | None:
+        """The newest request of a client in the uncommitted part of the log."""
+        for entry in reversed(self.log[self.commit_number :]):
+            if entry.request.client_id == client_id:
+                return entry.request.request_number
+        return None
+
+    # -----------------------------------------------------------------------------------
+    # Effects
+
+    def _flush_prepare(self) -> None:
+        """Sends the entries appended since the last PREPARE, batched (VRR §6)."""
+        if not (self.status is Status.NORMAL and self.is_primary):
+            self._prepare_from = self.op_number + 1
+            return
+        if self._prepare_from > self.op_number:
+            return
+        for backup in self._others():
+            self._send_prepare(backup, self._prepare_from)
+        self._prepare_from = self.op_number + 1
+        self._arm("heartbeat")
+
+    def _send_prepare(self, backup: int, first: int) -> None:
+        assert 1 <= first <= self.op_number
+        last = self.op_number
+        step = self.config.prepare_entries_max
+        for start in range(first, last + 1, step):
+            end = min(start + step - 1, last)
+            self._send(
+                backup,
+                Prepare(
+                    view=self.view,
+                    entries=tuple(self.log[start - 1 : end]),
+                    op_number=end,
+                    commit_number=self.commit_number,
+                ),
+            )
+
+    def _reply(self, client_id: int, request_number: int, result: str) -> None:
+        assert self.status is Status.NORMAL and self.is_primary
+        self._effects.append(
+            SendReply(
+                reply=Reply(
+                    view=self.view,
+                    client_id=client_id,
+                    request_number=request_number,
+                    result=result,
+                )
+            )
+        )
+
+    def _send(self, to: int, message: Message) -> None:
+        assert to != self.replica
+        self._effects.append(Send(to=to, message=message))
+
+    def _broadcast(self, message: Message) -> None:
+        for other in self._others():
+            self._send(other, message)
+
+    def _others(self) -> list[int]:
+        return [r for r in range(self.config.replica_count) if r != self.replica]
+
+    def _arm(self, name: str) -> None:
+        self.timers[name] = self.config.timer_ticks(name)
+
+    def _ignore(self, reason: str) -> None:
+        self.ignored[reason] = self.ignored.get(reason, 0) + 1
+
+    def _take_effects(self) -> list[Effect]:
+        effects, self._effects = self._effects, []
+        return effects
+
+
+def encoded_size(message: Message) -> int:
+    """Bytes of a message on the wire (for bounds and benchmarks)."""
+    return len(encode(message))

@@ -1,0 +1,511 @@
+"""The threaded runtime: one replica process, its sockets, its clock and its history.
+
+One thread, the core thread, owns the replica core, the client proxies and the zone; it
+takes events from one queue (peer messages, DNS updates to order, ticks) and turns their
+effects into sends. Every other thread only does I/O: the peer transport's readers and
+senders, the DNS frontend's UDP and TCP servers, and a ticker. So the protocol code never
+runs concurrently with itself, and what it sees is a sequence of events that the history
+records and a checker can replay into a fresh core (checker/trace.py).
+
+Updates arriving at any replica go through that replica's VR client proxies (VRR §4: the
+client side), to the primary, and are answered after they commit. Proxies are pooled: each
+has at most one request outstanding, so concurrency comes from several proxies. Client-ids
+embed the replica number in their top byte, so a primary's REPLY is routed to the replica
+that hosts the proxy, and a random part chosen at start, so a restarted replica never
+reuses a client-id whose request-numbers the cluster remembers.
+
+A replica process that starts for the first time in a state directory boots as a member of
+view 0 with the zone file as its state; one that finds a marker of an earlier start lost its
+state (vrref keeps none on disk) and must recover (VRR §4.3) with a fresh nonce. Starting
+every replica of a running cluster at once therefore cannot recover (trap 5).
+
+Local reads are answered from a snapshot of the committed zone published by the core
+thread after each batch of commits (a clone, so a reader never sees half an update).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import secrets
+import threading
+import time
+import tomllib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import dns.name
+
+from vrref.core.client import Client
+from vrref.core.messages import Message, Reply, to_json
+from vrref.core.replica import Config, Effect, Replica, Send, SendReply
+from vrref.dns.service import Zone
+from vrref.runtime.transport import PeerTransport
+
+CLIENT_ID_REPLICA_SHIFT = 56
+CLIENT_PROXIES_MAX = 256
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplicaAddress:
+    host: str
+    peer_port: int
+    dns_port: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterConfig:
+    """What every replica of a cluster shares (``cluster.toml``)."""
+
+    replicas: tuple[ReplicaAddress, ...]
+    key: bytes
+    zone_file: Path
+    origin: str
+    tsig_key_file: Path
+    tick_ms: int = 50
+    read_mode: str = "local"
+    protocol: Config = field(default_factory=lambda: Config(replica_count=3))
+
+    @classmethod
+    def load(cls, path: Path) -> ClusterConfig:
+        """Reads cluster.toml; raises ValueError naming what is wrong."""
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise ValueError(f"{path}: {error}") from None
+        try:
+            replicas = tuple(
+                ReplicaAddress(
+                    host=r["host"], peer_port=int(r["peer_port"]), dns_port=int(r["dns_port"])
+                )
+                for r in data["replica"]
+            )
+            base = path.parent
+            protocol = Config(replica_count=len(replicas), **data.get("protocol", {}))
+            config = cls(
+                replicas=replicas,
+                key=bytes.fromhex(data["cluster_key"]),
+                zone_file=base / data["zone_file"],
+                origin=data["origin"],
+                tsig_key_file=base / data["tsig_key_file"],
+                tick_ms=int(data.get("tick_ms", 50)),
+                read_mode=data.get("read_mode", "local"),
+                protocol=protocol,
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{path}: bad or missing setting: {error}") from None
+        if config.read_mode not in ("local", "linearizable"):
+            raise ValueError(f"{path}: read_mode must be 'local' or 'linearizable'")
+        return config
+
+    def dump(self) -> str:
+        """The TOML text of this configuration (paths relative to where it is written)."""
+        lines = [
+            f'origin = "{self.origin}"',
+            f'zone_file = "{self.zone_file}"',
+            f'tsig_key_file = "{self.tsig_key_file}"',
+            f'cluster_key = "{self.key.hex()}"',
+            f"tick_ms = {self.tick_ms}",
+            f'read_mode = "{self.read_mode}"',
+        ]
+        for r in self.replicas:
+            lines += [
+                "",
+                "[[replica]]",
+                f'host = "{r.host}"',
+                f"peer_port = {r.peer_port}",
+                f"dns_port = {r.dns_port}",
+            ]
+        return "\n".join(lines) + "\n"
+
+
+PROTOCOL_FIELDS = (
+    "replica_count",
+    "heartbeat_ticks",
+    "primary_timeout_ticks",
+    "view_change_resend_ticks",
+    "view_change_stalled_ticks",
+    "recovery_resend_ticks",
+    "state_transfer_resend_ticks",
+    "pipeline_max",
+    "prepare_entries_max",
+)
+"""The protocol settings a history header carries, so a checker can rebuild the core."""
+
+
+class HistoryRecorder:
+    """Appends this replica's events to a JSON Lines history (vrref/history.py format).
+
+    Buffered: a line costs one json.dumps and a buffered write; ``flush`` runs on every tick
+    so a SIGKILL loses at most one tick of events.
+    """
+
+    def __init__(self, path: Path, meta: dict[str, Any]) -> None:
+        self._file: IO[str] = path.open("a", buffering=1 << 16)
+        self._lock = threading.Lock()
+        if path.stat().st_size == 0:
+            self.write({"schema": "vrref-history", "version": 1, **meta})
+
+    def write(self, event: dict[str, Any]) -> None:
+        line = json.dumps(event, separators=(",", ":"))
+        with self._lock:
+            self._file.write(line + "\n")
+
+    def flush(self) -> None:
+        with self._lock:
+            self._file.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+@dataclass(slots=True)
+class _Pending:
+    client: Client
+    done: Callable[[str | None], None] | None
+    deadline_tick: int
+
+
+class Node:
+    """One replica process: core thread, transport, DNS frontend, ticker."""
+
+    def __init__(
+        self,
+        cluster: ClusterConfig,
+        replica_id: int,
+        *,
+        state_dir: Path,
+        history_path: Path | None = None,
+        update_timeout_s: float = 10.0,
+    ) -> None:
+        from vrref.runtime.frontend import DnsFrontend, load_keyring
+
+        if not 0 <= replica_id < len(cluster.replicas):
+            raise ValueError(f"replica id {replica_id} is not in the cluster")
+        self.cluster = cluster
+        self.replica_id = replica_id
+        self.read_mode = cluster.read_mode
+        self.counters: Counter[str] = Counter()
+        self.events: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self._stopping = threading.Event()
+        self._ticks = 0
+        self._update_timeout_ticks = max(1, int(update_timeout_s * 1000 / cluster.tick_ms))
+
+        origin = dns.name.from_text(cluster.origin)
+        initial = Zone.from_file(cluster.zone_file, origin)
+        self._initial_zone = initial
+
+        state_dir.mkdir(parents=True, exist_ok=True)
+        marker = state_dir / f"replica-{replica_id}.started"
+        self.recovering = marker.exists()
+        marker.write_text(f"{time.time_ns()}\n")
+
+        self.history = (
+            HistoryRecorder(
+                history_path,
+                {
+                    "replica": replica_id,
+                    "replica_count": len(cluster.replicas),
+                    "origin": cluster.origin,
+                    "model": "dns",
+                    "initial": {"records": [list(r) for r in initial.records()]},
+                    "read_mode": cluster.read_mode,
+                    "protocol": {name: getattr(cluster.protocol, name) for name in PROTOCOL_FIELDS},
+                },
+            )
+            if history_path is not None
+            else None
+        )
+        if self.recovering:
+            nonce = secrets.randbits(63)
+            self.core, effects = Replica.recovering(
+                cluster.protocol, replica_id, self._zone_factory, nonce=nonce
+            )
+            self._record({"type": "restart", "replica": replica_id, "nonce": nonce})
+        else:
+            self.core = Replica(cluster.protocol, replica_id, self._zone_factory)
+            effects = []
+            self._record({"type": "boot", "replica": replica_id})
+        self._published: Zone = self._snapshot_zone()
+        self._published_commit = self.core.commit_number
+
+        self._client_base = (replica_id << CLIENT_ID_REPLICA_SHIFT) | (secrets.randbits(40) << 8)
+        self._free: list[Client] = []
+        self._clients_made = 0
+        self._pending: dict[int, _Pending] = {}
+        self._backlog: list[tuple[str, Callable[[str | None], None]]] = []
+
+        me = cluster.replicas[replica_id]
+        self.transport = PeerTransport(
+            key=cluster.key,
+            listen=(me.host, me.peer_port),
+            peers={
+                i: (r.host, r.peer_port) for i, r in enumerate(cluster.replicas) if i != replica_id
+            },
+            deliver=lambda message: self.events.put(("message", message)),
+        )
+        self.front = DnsFrontend(
+            self,
+            host=me.host,
+            port=me.dns_port,
+            keyring=load_keyring(cluster.tsig_key_file),
+            origin=origin,
+            history=self._record if self.history is not None else None,
+            update_timeout_s=update_timeout_s,
+        )
+        self._initial_effects: list[Effect] = effects
+        self._threads: list[threading.Thread] = []
+
+    # ------------------------------------------------------------------ Backend for dnsfront
+
+    def zone(self) -> Zone:
+        return self._published
+
+    def submit(self, op: str, done: Callable[[str | None], None]) -> None:
+        """Orders ``op`` through VR; ``done`` gets the committed result, or None on timeout."""
+        self.events.put(("submit", op, done))
+
+    # ------------------------------------------------------------------ life cycle
+
+    def start(self) -> None:
+        self.transport.start()
+        self._route(self._initial_effects)
+        self.front.start()
+        for target in (self._core_loop, self._ticker):
+            thread = threading.Thread(target=target, daemon=True, name=target.__name__)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.events.put(("stop",))
+        self.front.stop()
+        self.transport.stop()
+        for thread in self._threads:
+            thread.join(timeout=2)
+        if self.history is not None:
+            self.history.close()
+
+    def wait(self) -> None:
+        while not self._stopping.is_set():
+            self._stopping.wait(0.5)
+
+    # ------------------------------------------------------------------ the core thread
+
+    def _ticker(self) -> None:
+        interval = self.cluster.tick_ms / 1000
+        next_at = time.monotonic()
+        while not self._stopping.is_set():
+            next_at += interval
+            time.sleep(max(0.0, next_at - time.monotonic()))
+            self.events.put(("tick",))
+
+    def _core_loop(self) -> None:
+        while not self._stopping.is_set():
+            batch = [self.events.get()]
+            while len(batch) < 512:
+                try:
+                    batch.append(self.events.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._handle_batch(batch)
+            except Exception as error:  # a bug: record it and stop rather than run on
+                self._record({"type": "crash", "replica": self.replica_id, "error": repr(error)})
+                if self.history is not None:
+                    self.history.flush()
+                self._stopping.set()
+                raise
+
+    def _handle_batch(self, batch: list[tuple[Any, ...]]) -> None:
+        messages: list[Message] = []
+        for event in batch:
+            kind = event[0]
+            if kind == "message":
+                message = event[1]
+                if isinstance(message, Reply):
+                    self._on_reply(message)
+                else:
+                    messages.append(message)
+            elif kind == "submit":
+                messages.extend(self._start_request(event[1], event[2]))
+            elif kind == "tick":
+                self._deliver(messages)
+                messages = []
+                self._tick()
+            elif kind == "stop":
+                return
+        self._deliver(messages)
+        self._publish()
+
+    def _deliver(self, messages: list[Message]) -> None:
+        if not messages:
+            return
+        if self.history is not None:
+            self._record(
+                {
+                    "type": "deliver",
+                    "replica": self.replica_id,
+                    "messages": [to_json(m) for m in messages],
+                }
+            )
+        self._route(self.core.on_messages(messages))
+        self._record_state()
+
+    def _tick(self) -> None:
+        self._ticks += 1
+        if self.history is not None:
+            self._record({"type": "tick", "replica": self.replica_id})
+        self._route(self.core.on_tick())
+        self._record_state()
+        local: list[Message] = []
+        for pending in list(self._pending.values()):
+            for send in pending.client.on_tick():
+                local.extend(self._send_request(send))
+            if pending.done is not None and self._ticks >= pending.deadline_tick:
+                # The request may still commit later: the caller must treat it as unknown.
+                done, pending.done = pending.done, None
+                self.counters["requests timed out"] += 1
+                done(None)
+        self._deliver(local)
+        if self.history is not None:
+            self.history.flush()
+
+    def _publish(self) -> None:
+        """Publishes a snapshot of the committed zone for readers on other threads."""
+        if self.core.commit_number != self._published_commit or (
+            self._published.digest() != self.core.service.digest()
+        ):
+            self._published = self._snapshot_zone()
+            self._published_commit = self.core.commit_number
+
+    def _snapshot_zone(self) -> Zone:
+        service = self.core.service
+        assert isinstance(service, Zone)
+        return service.clone()
+
+    def _zone_factory(self) -> Zone:
+        return self._initial_zone.clone()
+
+    # ------------------------------------------------------------------ client proxies
+
+    def _start_request(self, op: str, done: Callable[[str | None], None]) -> list[Message]:
+        client = self._free.pop() if self._free else self._new_client()
+        if client is None:
+            self.counters["requests refused: too many outstanding"] += 1
+            done(None)
+            return []
+        sends = client.submit(op)
+        self._pending[client.client_id] = _Pending(
+            client=client, done=done, deadline_tick=self._ticks + self._update_timeout_ticks
+        )
+        local: list[Message] = []
+        for send in sends:
+            local.extend(self._send_request(send))
+        return local
+
+    def _new_client(self) -> Client | None:
+        if self._clients_made >= CLIENT_PROXIES_MAX:
+            return None
+        self._clients_made += 1
+        return Client(
+            self._client_base + self._clients_made,
+            len(self.cluster.replicas),
+            resend_ticks=self.cluster.protocol.primary_timeout_ticks,
+        )
+
+    def _send_request(self, send: Send) -> list[Message]:
+        """A client proxy's REQUEST: to the local core directly, or over the transport."""
+        if send.to == self.replica_id:
+            return [send.message]
+        self.transport.send(send.to, send.message)
+        return []
+
+    def _on_reply(self, reply: Reply) -> None:
+        pending = self._pending.get(reply.client_id)
+        if pending is None:
+            self.counters["replies for unknown clients"] += 1
+            return
+        completion = pending.client.on_reply(reply)
+        if completion is None:
+            return
+        del self._pending[reply.client_id]
+        self._free.append(pending.client)
+        if pending.done is not None:
+            pending.done(completion.result)
+
+    # ------------------------------------------------------------------ effects
+
+    def _route(self, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, SendReply):
+                owner = effect.reply.client_id >> CLIENT_ID_REPLICA_SHIFT
+                if owner == self.replica_id:
+                    self._on_reply(effect.reply)
+                elif 0 <= owner < len(self.cluster.replicas):
+                    self.transport.send(owner, effect.reply)
+                else:
+                    self.counters["replies for unknown replicas"] += 1
+            else:
+                if self.history is not None:
+                    self._record(
+                        {
+                            "type": "send",
+                            "replica": self.replica_id,
+                            "to": effect.to,
+                            "message": to_json(effect.message),
+                        }
+                    )
+                self.transport.send(effect.to, effect.message)
+
+    def _record(self, event: dict[str, Any]) -> None:
+        if self.history is not None:
+            event.setdefault("time", time.monotonic_ns())
+            self.history.write(event)
+
+    def _record_state(self) -> None:
+        if self.history is None:
+            return
+        core = self.core
+        self._record(
+            {
+                "type": "state",
+                "replica": self.replica_id,
+                "status": core.status.value,
+                "view": core.view,
+                "last_normal_view": core.last_normal_view,
+                "op_number": core.op_number,
+                "commit_number": core.commit_number,
+                "service_digest": core.service.digest(),
+            }
+        )
+
+
+def run_replica(config_path: Path, replica_id: int, state_dir: Path, history: Path | None) -> int:
+    """``vrref replica``: runs one replica until SIGTERM or Ctrl-C."""
+    import signal
+
+    cluster = ClusterConfig.load(config_path)
+    node = Node(cluster, replica_id, state_dir=state_dir, history_path=history)
+    node.start()
+    me = cluster.replicas[replica_id]
+    mode = "recovering" if node.recovering else "booted"
+    print(
+        f"replica {replica_id} {mode}: DNS on {me.host}:{node.front.port}, "
+        f"peers on {me.host}:{me.peer_port}",
+        flush=True,
+    )
+
+    def stop(signum: int, frame: object) -> None:
+        del signum, frame
+        node._stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    node.wait()
+    node.stop()
+    return 0
