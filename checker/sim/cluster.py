@@ -307,20 +307,15 @@ class Cluster:
     def check_invariants(
         self, before: Snapshot | None = None, after: Snapshot | None = None
     ) -> None:
-        states = self.snapshots()
-        problems = invariants.check_always(states)
-        survive = invariants.acknowledged_ops_survive(
-            states, self.acknowledged, self.config.replica_count
+        cluster = invariants.ClusterState(
+            replicas=self.snapshots(),
+            replica_count=self.config.replica_count,
+            acknowledged=self.acknowledged,
+            digest_of=self._digest_of,
         )
-        if survive is not None:
-            problems.append(f"acknowledged_ops_survive: {survive}")
-        service = invariants.service_matches_committed_prefix(states, self._digest_of)
-        if service is not None:
-            problems.append(f"service_matches_committed_prefix: {service}")
+        problems = [str(found) for found in invariants.check_state(cluster)]
         if before is not None and after is not None:
-            monotone = invariants.views_and_commits_never_decrease(before, after)
-            if monotone is not None:
-                problems.append(f"views_and_commits_never_decrease: {monotone}")
+            problems += [str(found) for found in invariants.check_step(before, after)]
         if problems:
             raise InvariantViolation("; ".join(problems) + "\n" + "\n".join(self.trace[-30:]))
 

@@ -24,6 +24,7 @@ op invoked after another completed is appended after it).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -171,6 +172,7 @@ class VRModel:
         self.config = Config(replica_count=bounds.replica_count)
         self._message_digests: dict[InFlight, int] = {}
         self._linearizable: dict[tuple[tuple[str, int, str], ...], bool] = {}
+        self._cluster_cache: tuple[VRState, invariants.ClusterState] | None = None
 
     # ------------------------------------------------------------------ the interface
 
@@ -227,7 +229,7 @@ class VRModel:
         try:
             return self._next(state, action)
         except AssertionError as error:  # the core's own assertions are properties too
-            return replace(state, violation=f"assertion in the core: {error}", _key=None)
+            return replace(state, violation=f"{ASSERTION_PREFIX}{error}", _key=None)
 
     def canonical(self, state: VRState) -> VRState:
         """The explorer's symmetry hook. Clients are interchangeable: they differ only in
@@ -299,19 +301,26 @@ class VRModel:
         return describe_state(state)
 
     def properties(self) -> list[tuple[str, str, Callable[[VRState], bool]]]:
-        """(name, "always" | "sometimes", predicate)."""
+        """(name, "always" | "sometimes", predicate): one ALWAYS property per invariant of
+        spec/invariants.py, named after it, then linearizability and the reachability
+        goals that show the search is not vacuous."""
+        always: list[tuple[str, str, Callable[[VRState], bool]]] = [
+            (CORE_RAISES_NOTHING, "always", lambda s: not _is_assertion(s.violation)),
+        ]
+        for step_invariant in invariants.STEP_INVARIANTS:
+            name = step_invariant.__name__
+            always.append((name, "always", functools.partial(_step_holds, name)))
+        for state_invariant in invariants.STATE_INVARIANTS:
+            always.append(
+                (
+                    state_invariant.__name__,
+                    "always",
+                    functools.partial(self._state_holds, state_invariant),
+                )
+            )
         return (
-            [
-                (
-                    "the core raises no assertion and no transition invariant breaks",
-                    "always",
-                    lambda s: s.violation is None,
-                ),
-                (
-                    "safety invariants hold (spec/invariants.py)",
-                    "always",
-                    lambda s: not self.violations(s),
-                ),
+            always
+            + [
                 (
                     "the client operations are linearizable (checker/lin/wgl.py)",
                     "always",
@@ -363,24 +372,32 @@ class VRModel:
             self._linearizable[events] = verdict
         return verdict
 
-    def violations(self, state: VRState) -> list[str]:
-        """Every safety property of spec/invariants.py, over this global state."""
-        snapshots = [r.snapshot() for r in state.replicas if r is not None]
-        problems = invariants.check_always(snapshots)
+    def cluster_state(self, state: VRState) -> invariants.ClusterState:
+        """The global state as spec/invariants.py judges it (the last one is memoized: the
+        explorer asks every property about the same state in turn)."""
+        cached = self._cluster_cache
+        if cached is not None and cached[0] is state:
+            return cached[1]
         acknowledged: dict[object, int] = {}
         for client_id, number, result in state.completions:
             position, _, op = result.partition(":")
             request = Request(op=op, client_id=client_id, request_number=number)
             acknowledged[request] = int(position)
-        problem = invariants.acknowledged_ops_survive(
-            snapshots, acknowledged, self.bounds.replica_count
+        cluster = invariants.ClusterState(
+            replicas=[r.snapshot() for r in state.replicas if r is not None],
+            replica_count=self.bounds.replica_count,
+            acknowledged=acknowledged,
+            digest_of=_echo_digest,
         )
-        if problem is not None:
-            problems.append(f"acknowledged_ops_survive: {problem}")
-        problem = invariants.service_matches_committed_prefix(snapshots, _echo_digest)
-        if problem is not None:
-            problems.append(f"service_matches_committed_prefix: {problem}")
-        return problems
+        self._cluster_cache = (state, cluster)
+        return cluster
+
+    def _state_holds(self, invariant: invariants.StateInvariant, state: VRState) -> bool:
+        return invariant(self.cluster_state(state)) is None
+
+    def violations(self, state: VRState) -> list[str]:
+        """Every state invariant of spec/invariants.py broken in this global state."""
+        return [str(found) for found in invariants.check_state(self.cluster_state(state))]
 
     # ------------------------------------------------------------------ transitions
 
@@ -496,11 +513,9 @@ class VRModel:
             before, after = state.replicas[touched], replicas[touched]
             assert after is not None
             if before is not None:
-                problem = invariants.views_and_commits_never_decrease(
-                    before.snapshot(), after.snapshot()
-                )
-                if problem is not None:
-                    changes["violation"] = problem
+                found = invariants.check_step(before.snapshot(), after.snapshot())
+                if found:
+                    changes["violation"] = str(found[0])
                 newly = after.log[before.commit_number : after.commit_number]
                 primary_in_view = all(
                     r.status is Status.NORMAL and r.is_primary and r.view == after.view
@@ -523,6 +538,19 @@ class VRModel:
             _key=None,
             **changes,
         )
+
+
+CORE_RAISES_NOTHING = "the core raises no assertion"
+ASSERTION_PREFIX = "assertion in the core: "
+
+
+def _is_assertion(violation: str | None) -> bool:
+    return violation is not None and violation.startswith(ASSERTION_PREFIX)
+
+
+def _step_holds(name: str, state: VRState) -> bool:
+    """A step invariant broken on the way to ``state`` is recorded in its ``violation``."""
+    return state.violation is None or not state.violation.startswith(f"{name}: ")
 
 
 _MASK = 0xFFFF_FFFF_FFFF_FFFF

@@ -94,21 +94,22 @@ TWO_CRASHES = Bounds(
     view_number_max=0,
 )
 
-SAFETY = "safety invariants hold (spec/invariants.py)"
-CORE = "the core raises no assertion and no transition invariant breaks"
+# The explorer reports one ALWAYS property per invariant of spec/invariants.py, named after
+# it, so each mutant is pinned to the very invariant its shortest counterexample breaks.
+CORE = "the core raises no assertion"
 
 # The bug zoo: for each mutant, the bounds within which BFS catches it, the property it
 # breaks, and the length of its shortest counterexample (states, the initial one included).
 # The real core is explored exhaustively under each of these bounds (below) and has none.
 CATCH: dict[str, tuple[Bounds, str, int]] = {
-    "commit-too-few-prepareoks": (SMALL, SAFETY, 4),
-    "commit-backwards-on-startview": (SMALL, CORE, 10),
-    "no-client-table": (LOSS_1_OP, SAFETY, 7),
-    "accept-prepare-gap": (CI_BOUNDS, SAFETY, 9),
-    "recovering-replica-votes": (CRASH_PRIMARY, SAFETY, 10),
+    "commit-too-few-prepareoks": (SMALL, "acknowledged_ops_survive", 4),
+    "commit-backwards-on-startview": (SMALL, "views_and_commits_never_decrease", 10),
+    "no-client-table": (LOSS_1_OP, "requests_execute_at_most_once", 7),
+    "accept-prepare-gap": (CI_BOUNDS, "no_committed_divergence", 9),
+    "recovering-replica-votes": (CRASH_PRIMARY, "acknowledged_ops_survive", 10),
     "paper-literal-state-transfer": (TWO_VIEWS, CORE, 15),
-    "commit-from-chosen-log": (TWO_VIEWS, CORE, 12),
-    "recovery-ignores-nonce": (TWO_CRASHES, SAFETY, 18),
+    "commit-from-chosen-log": (TWO_VIEWS, "views_and_commits_never_decrease", 12),
+    "recovery-ignores-nonce": (TWO_CRASHES, "acknowledged_ops_survive", 18),
 }
 
 
@@ -150,7 +151,7 @@ def test_every_mutant_is_caught_by_some_test() -> None:
 def test_chained_search_catches_log_by_op_number(tmp_path: Path) -> None:
     result = chained("log-by-op-number")
     assert result.missed is None
-    assert result.broken == SAFETY
+    assert result.broken == "acknowledged_ops_survive"
     assert result.legs == (5, 9, 5) and len(result.trace) == 19
     model = VRModel(
         TWO_CLIENTS_TWO_VIEWS, replica_class("log-by-op-number"), mutant="log-by-op-number"
@@ -158,8 +159,8 @@ def test_chained_search_catches_log_by_op_number(tmp_path: Path) -> None:
     explained = model.explain(result.trace[-1].state)
     assert "no_committed_divergence" in explained or "acknowledged" in explained
     path = tmp_path / "ce.jsonl"
-    replay.write_counterexample(path, model, result.trace, SAFETY)
-    assert replay.replay_file(path).broken == SAFETY
+    replay.write_counterexample(path, model, result.trace, "acknowledged_ops_survive")
+    assert replay.replay_file(path).broken == "acknowledged_ops_survive"
     assert replay.replay_file(path, None).broken is None
 
 
@@ -212,7 +213,7 @@ def test_cli_prints_counterexample_and_writes_replayable_history(
     code = explore_cli.main([*argv, "--mutant", "commit-too-few-prepareoks", "--history", str(out)])
     text = capsys.readouterr().out
     assert code == 1
-    assert "FAIL always    safety invariants hold" in text
+    assert "FAIL always    acknowledged_ops_survive" in text
     assert "acknowledged_ops_survive" in text  # why, in the invariant's own words
     assert "deliver REQUEST<c=100 s=1 op=c0.1> to r0" in text
     assert replay_cli.main([str(out), "--quiet"]) == 1
