@@ -9,7 +9,7 @@ each read mode (``local``: from the replica's committed state; ``linearizable``:
 through the log) and against Knot. Every figure is printed with its ratio to Knot's.
 Figures only: nothing passes or fails on a time. Knot writes each update to its journal
 on disk; vrref keeps its state in memory and relies on replication (it has no durable state
-yet: VR-NOTES trap 5), so the update figures compare unlike durability.
+yet: trap 5 (spec/traps.md)), so the update figures compare unlike durability.
 
     .venv/bin/python bench/bench_cluster.py [--seconds 5]
 """

@@ -14,7 +14,7 @@ same zone (examples/example.com.zone) and query mix:
 
 and prints queries per second, dnsperf's average latency and the ratios to Knot. Figures only:
 nothing passes or fails on a time. dnsperf and the servers share the machine's cores, as in
-DNS-NOTES.md's reference figures. Linearizable reads order every query through VR and are
+the benchmark figures of README.md. Linearizable reads order every query through VR and are
 measured on a real cluster by the runtime's benchmark, not here.
 
     .venv/bin/python bench/bench_dns.py [--seconds 5] [--clients 4] [--json out.json]

@@ -2,9 +2,10 @@
 
 A checker is only as good as the bugs it can find. Each mutant here is the real ``Replica``
 with one decision overridden, the smallest change that reproduces a defect found in the
-paper's text or in a public implementation (VR-NOTES.md lists the traps). The explorer and
-the simulator must catch every one of them, and the real core, under the same bounds,
-must show nothing: the mutation score is the share of mutants caught.
+paper's text or in a public implementation. The traps are numbered in spec/traps.md, and each
+trap that has a mutant names it (e.g. trap 4 (spec/traps.md): ``recovering-replica-votes``).
+The explorer and the simulator must catch every one of them, and the real core, under the
+same bounds, must show nothing: the mutation score is the share of mutants caught.
 
 Mutants subclass the core rather than patch it, so the core carries no test-only switches:
 each decision a mutant overrides is a small named method of ``Replica`` that the real

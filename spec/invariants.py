@@ -237,9 +237,7 @@ STATE_INVARIANTS: tuple[StateInvariant, ...] = (
 STEP_INVARIANTS: tuple[StepInvariant, ...] = (views_and_commits_never_decrease,)
 """Every invariant over one replica's state before and after one event."""
 
-INVARIANT_NAMES: tuple[str, ...] = tuple(
-    f.__name__ for f in (*STATE_INVARIANTS, *STEP_INVARIANTS)
-)
+INVARIANT_NAMES: tuple[str, ...] = tuple(f.__name__ for f in (*STATE_INVARIANTS, *STEP_INVARIANTS))
 
 
 def check_state(

@@ -3,8 +3,8 @@
 Each subcommand lives in its own module and exposes ``main(argv: list[str]) -> int``; this
 file only maps names to modules and imports the chosen one lazily, so ``vrref`` never pays
 for (or depends on) the checker unless a checker subcommand runs. That keeps the import
-direction of DESIGN.md: ``vrref`` does not import ``checker`` except here, inside the
-subcommand that needs it.
+direction stated in README.md ("What is here"): ``vrref`` does not import ``checker`` except
+here, inside the subcommand that needs it.
 
 Exit codes follow the checkers' convention: 0 good, 1 a violation found, 2 unknown or a usage
 error.

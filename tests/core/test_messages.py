@@ -116,6 +116,56 @@ def test_op_length_is_bounded() -> None:
         m.decode(wire)
 
 
+# Ops taking exactly OP_BYTES_MAX bytes encoded: plain, every character escaped, and
+# characters beyond the BMP (12 bytes each, the widest).
+B = m.OP_BYTES_MAX
+OPS_AT_THE_BOUND = {
+    "plain": "x" * B,
+    "quotes": '"' * (B // 2),
+    "astral": "\U0001f600" * (B // m.ESCAPED_CHAR_BYTES_MAX) + "x" * (B % m.ESCAPED_CHAR_BYTES_MAX),
+}
+
+
+def biggest_prepare(op: str, entries: int) -> m.Prepare:
+    request = m.Request(op=op, client_id=m.INT_MAX, request_number=m.INT_MAX)
+    entry = m.LogEntry(view=m.INT_MAX, request=request)
+    return m.Prepare(
+        view=m.INT_MAX, entries=(entry,) * entries, op_number=m.INT_MAX, commit_number=m.INT_MAX
+    )
+
+
+@pytest.mark.parametrize("kind", sorted(OPS_AT_THE_BOUND))
+def test_an_op_at_the_bound_round_trips_in_a_prepare_and_one_byte_more_does_not(
+    kind: str,
+) -> None:
+    op = OPS_AT_THE_BOUND[kind]
+    assert m.op_wire_bytes(op) == B and m.op_fits(op)
+    prepare = biggest_prepare(op, 1)
+    assert m.decode(m.encode(prepare)) == prepare
+    over = biggest_prepare(op + "x", 1)
+    assert not m.op_fits(op + "x")
+    with pytest.raises(m.CodecError, match="longer than"):
+        m.decode(m.encode(over))
+
+
+def test_the_longest_prepare_the_core_may_build_fits_in_a_message() -> None:
+    prepare = biggest_prepare(OPS_AT_THE_BOUND["quotes"], m.PREPARE_ENTRIES_MAX)
+    wire = m.encode(prepare)
+    assert len(wire) == m.PREPARE_BYTES_MAX <= m.MESSAGE_BYTES_MAX
+    assert m.decode(wire) == prepare
+
+
+def test_the_bounds_fit_together_and_a_misfit_is_named() -> None:
+    assert m.bound_problems() == []
+    assert m.PREPARE_ENTRIES_MAX <= m.LOG_ENTRIES_MAX
+    # (a) an op as long as a whole message leaves no room for its envelope.
+    (problem,) = [p for p in m.bound_problems(op_bytes_max=m.MESSAGE_BYTES_MAX) if "REQUEST" in p]
+    assert "over the message bound" in problem
+    # (b) a PREPARE of four times the entries does not fit.
+    problems = m.bound_problems(prepare_entries_max=4 * m.PREPARE_ENTRIES_MAX)
+    assert problems and all("PREPARE of" in p for p in problems)
+
+
 @settings(max_examples=300)
 @given(st.binary(max_size=200))
 def test_random_bytes_never_raise_anything_but_codec_error(data: bytes) -> None:

@@ -1,4 +1,4 @@
-"""One test per known trap of VR-NOTES.md, named after its number.
+"""One test per known trap of VR Revisited, named after its number in spec/traps.md.
 
 Each drives the real core through the trap's scenario with the harness (which checks the
 safety invariants after every event) and asserts the safe outcome.

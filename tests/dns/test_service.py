@@ -1,7 +1,7 @@
 """Unit tests of vrref.dns.service: the zone as a state machine, rule by rule.
 
 Each RFC 2136 rule has a test that it holds and, where it can fail, a test of its failure;
-each query case of DNS-NOTES.md has a test on examples/example.com.zone. Updates are written
+each query case of spec/dns.md ("Must") has a test on examples/example.com.zone. Updates are written
 as ops (the contract), and the UPDATE converter is tested on real dnspython messages, some of
 them through the wire.
 """
@@ -21,6 +21,15 @@ import dns.rrset
 import dns.update
 import pytest
 
+from vrref.core.messages import (
+    OP_BYTES_MAX,
+    LogEntry,
+    Prepare,
+    Request,
+    decode,
+    encode,
+    op_wire_bytes,
+)
 from vrref.core.statemachine import StateMachine
 from vrref.dns import service
 from vrref.dns.service import (
@@ -389,7 +398,7 @@ VALID = {"t": "update", "zone": ORIGIN, "prereq": [], "update": []}
         json.dumps({**VALID, "prereq": [["yxrrset", "a.example.com.", "ANY"]]}),
         json.dumps({"t": "query", "name": "www.example.com.", "type": "A", "x": 1}),
         json.dumps({"t": "query", "name": "www.example.com.", "type": 1}),
-        "x" * (service.OP_CHARS_MAX + 1),
+        "x" * (OP_BYTES_MAX + 1),
         "[" * 100_000,
     ],
 )
@@ -496,6 +505,45 @@ def test_another_zone_is_notauth() -> None:
     msg = dns.update.UpdateMessage("example.org.")
     msg.add("www", 60, "A", "192.0.2.1")
     expect_error(msg, dns.rcode.NOTAUTH)
+
+
+def update_of_op_bytes(target: int) -> dns.update.UpdateMessage:
+    """An UPDATE whose op takes exactly ``target`` bytes encoded: TXT records of one size, then
+    one padded to the last byte (each padding character adds one byte)."""
+
+    def build(records: int, pad: int) -> dns.update.UpdateMessage:
+        msg = dns.update.UpdateMessage(ORIGIN)
+        for i in range(records):
+            msg.add(f"t{i:05}", 60, "TXT", '"' + "a" * 190 + '"')
+        msg.add("pad", 60, "TXT", '"' + "b" * pad + '"')
+        return msg
+
+    def size(msg: dns.update.UpdateMessage) -> int:
+        return op_wire_bytes(update_op_from_message(msg, ORIGIN))
+
+    empty, per_record = size(build(0, 0)), size(build(1, 0)) - size(build(0, 0))
+    assert 190 < per_record < 255
+    records, pad = divmod(target - empty, per_record)
+    msg = build(records, pad)
+    assert records > 0 and pad < 255
+    return msg
+
+
+def test_an_update_whose_op_is_over_the_codec_bound_is_formerr_before_ordering(zone: Zone) -> None:
+    at_the_bound = update_of_op_bytes(OP_BYTES_MAX)
+    op = update_op_from_message(at_the_bound, ORIGIN)
+    assert op_wire_bytes(op) == OP_BYTES_MAX
+    # It travels: a PREPARE carrying it decodes at every peer, and it applies.
+    prepare = Prepare(
+        view=0,
+        entries=(LogEntry(view=0, request=Request(op=op, client_id=1, request_number=1)),),
+        op_number=1,
+        commit_number=0,
+    )
+    assert decode(encode(prepare)) == prepare
+    assert run(zone, op) == ("NOERROR", SERIAL + 1)
+    # One byte more: refused with the rcode the frontend answers (FORMERR), never ordered.
+    expect_error(update_of_op_bytes(OP_BYTES_MAX + 1), dns.rcode.FORMERR)
 
 
 def test_bad_classes_types_and_ttls_are_formerr() -> None:

@@ -611,6 +611,22 @@ def test_update_static_errors_are_answered_before_ordering() -> None:
     assert backend.submitted == []
 
 
+def test_an_update_whose_op_the_peers_could_not_carry_is_formerr_and_never_ordered() -> None:
+    """A TCP UPDATE under 64 KiB whose op is over OP_BYTES_MAX (vrref/core/messages.py): a
+    PREPARE carrying it would be refused by every peer, so it is refused here instead."""
+    front, backend = make_frontend()
+
+    def build(update: dns.update.UpdateMessage) -> None:
+        for i in range(280):
+            update.add(f"t{i:05}", 60, "TXT", '"' + "a" * 190 + '"')
+
+    request = signed_update(build)
+    assert len(request.to_wire()) <= dnsfront.TCP_MESSAGE_BYTES_MAX
+    reply = ask(front, request, tcp=True, keyring=KEYRING)
+    assert reply.rcode() == dns.rcode.FORMERR and reply.had_tsig
+    assert backend.submitted == []
+
+
 def test_an_update_not_committed_in_time_is_servfail() -> None:
     front, _ = make_frontend(FakeBackend(example_zone(), commit=False))
     reply = ask(front, signed_update(lambda u: u.add("x", 60, "A", "10.0.0.1")), keyring=KEYRING)

@@ -20,6 +20,22 @@ Two deliberate departures from the paper's text, both recorded in the field name
 The codec is JSON with explicit bounds, never pickle: peer messages come from the network.
 ``decode`` checks every field's type and range and raises ``CodecError`` naming the problem;
 no input makes it raise anything else.
+
+Bounds. Each quantity has one bound, defined here, in the unit the codec checks, and the
+relations between them are checked when this module is imported:
+
+- ``OP_BYTES_MAX``: a string field (an op, a REPLY's result), in the bytes it takes inside an
+  encoded message (``op_wire_bytes``: its JSON escaping, quotes excluded; one character is 1
+  to ``ESCAPED_CHAR_BYTES_MAX`` bytes). The DNS service refuses to make a longer op
+  (``vrref.dns.service``), so nothing it orders can be refused by the peers that must carry it.
+- ``MESSAGE_BYTES_MAX``: one encoded message. It holds a REQUEST, a REPLY or a one-entry
+  PREPARE with an op at the bound, and a PREPARE of ``PREPARE_ENTRIES_MAX`` such entries
+  (``PREPARE_BYTES_MAX``), whatever the integers.
+- ``PREPARE_ENTRIES_MAX``: the largest ``Config.prepare_entries_max`` this codec is sized for.
+- ``LOG_ENTRIES_MAX`` and ``LOG_BYTES_MAX``: the longest log a DOVIEWCHANGE, STARTVIEW,
+  RECOVERYRESPONSE or NEWSTATE can carry, in entries and in encoded bytes. No constant bounds
+  the core's log itself (there are no checkpoints yet, VRR §5.1): these say how long it may
+  grow before such a message no longer decodes.
 """
 
 from __future__ import annotations
@@ -30,8 +46,16 @@ from typing import Any, Final, TypeAlias
 
 INT_MAX: Final = 2**63 - 1
 OP_BYTES_MAX: Final = 64 * 1024
+"""The longest string field, in encoded bytes (``op_wire_bytes``)."""
 MESSAGE_BYTES_MAX: Final = 64 * 1024 * 1024
+"""The longest encoded message."""
+PREPARE_ENTRIES_MAX: Final = 512
+"""The most entries one PREPARE may carry (``Config.prepare_entries_max`` at most this)."""
 LOG_ENTRIES_MAX: Final = 1_000_000
+"""The most entries a log field may carry."""
+ESCAPED_CHAR_BYTES_MAX: Final = 12
+"""The most bytes one character takes in ``encode``'s ASCII-only JSON: a character beyond the
+Basic Multilingual Plane becomes two ``\\uXXXX`` escapes."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -234,6 +258,22 @@ def encode(message: Message) -> bytes:
     return json.dumps(to_json(message), separators=(",", ":"), sort_keys=True).encode()
 
 
+def op_wire_bytes(op: str) -> int:
+    """The bytes ``op`` takes inside an encoded message, its quotes excluded: the unit of
+    ``OP_BYTES_MAX``."""
+    return len(json.dumps(op)) - 2
+
+
+def op_fits(op: str) -> bool:
+    """Whether ``op`` is within ``OP_BYTES_MAX``: the check the codec makes of every string
+    field, and the one the service makes of the ops it builds. Only a string that might be
+    too long is measured."""
+    length = len(op)
+    if length > OP_BYTES_MAX:  # every character takes at least one byte
+        return False
+    return length * ESCAPED_CHAR_BYTES_MAX <= OP_BYTES_MAX or op_wire_bytes(op) <= OP_BYTES_MAX
+
+
 # ---------------------------------------------------------------------------------------
 # Decoding: untrusted JSON -> dataclass, every field checked
 
@@ -247,8 +287,8 @@ def _int(value: object, name: str) -> int:
 def _str(value: object, name: str) -> str:
     if not isinstance(value, str):
         raise CodecError(f"field {name!r} must be a string, got {type(value).__name__}")
-    if len(value) > OP_BYTES_MAX:
-        raise CodecError(f"field {name!r} is longer than {OP_BYTES_MAX} characters")
+    if not op_fits(value):
+        raise CodecError(f"field {name!r} is longer than {OP_BYTES_MAX} bytes encoded")
     return value
 
 
@@ -318,3 +358,85 @@ def decode(data: bytes, *, bytes_max: int = MESSAGE_BYTES_MAX) -> Message:
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise CodecError(f"not JSON: {error}") from None
     return from_json(obj)
+
+
+# ---------------------------------------------------------------------------------------
+# The bounds fit together (see the module docstring); checked at import, even under -O
+
+
+def _largest_prepare_bytes(entries: int, op_bytes_max: int) -> int:
+    """The encoded size of a PREPARE of ``entries`` entries with every integer at INT_MAX and
+    every op taking ``op_bytes_max`` bytes: an op adds exactly its wire bytes to an empty one."""
+    entry = LogEntry(
+        view=INT_MAX, request=Request(op="", client_id=INT_MAX, request_number=INT_MAX)
+    )
+    prepare = Prepare(
+        view=INT_MAX, entries=(entry,) * entries, op_number=INT_MAX, commit_number=INT_MAX
+    )
+    return len(encode(prepare)) + entries * op_bytes_max
+
+
+def _whole_log_envelope_bytes() -> int:
+    """The encoded size of the largest whole-log message with an empty log."""
+    big = INT_MAX
+    empty: tuple[Message, ...] = (
+        DoViewChange(
+            view=big, log=(), last_normal_view=big, op_number=big, commit_number=big, replica=big
+        ),
+        StartView(view=big, log=(), op_number=big, commit_number=big),
+        RecoveryResponse(
+            view=big, nonce=big, log=(), op_number=big, commit_number=big, replica=big
+        ),
+        NewState(view=big, after_op_number=big, entries=(), op_number=big, commit_number=big),
+    )
+    return max(len(encode(m)) for m in empty)
+
+
+def bound_problems(
+    *,
+    op_bytes_max: int = OP_BYTES_MAX,
+    message_bytes_max: int = MESSAGE_BYTES_MAX,
+    prepare_entries_max: int = PREPARE_ENTRIES_MAX,
+    log_entries_max: int = LOG_ENTRIES_MAX,
+) -> list[str]:
+    """What is wrong with these bounds (by default this module's); empty when they fit."""
+    problems: list[str] = []
+    widest = max(len(json.dumps(chr(c))) - 2 for c in (0, 0x22, 0xD800, 0xFFFF, 0x10FFFF))
+    if widest != ESCAPED_CHAR_BYTES_MAX:
+        problems.append(f"a character encodes to {widest} bytes, not {ESCAPED_CHAR_BYTES_MAX}")
+    big = INT_MAX
+    one_string: tuple[Message, ...] = (
+        Request(op="", client_id=big, request_number=big),
+        Reply(view=big, client_id=big, request_number=big, result=""),
+    )
+    for message in one_string:
+        needed = len(encode(message)) + op_bytes_max
+        if needed > message_bytes_max:
+            problems.append(
+                f"a {message_name(message)} with a string at the bound takes {needed} bytes,"
+                f" over the message bound of {message_bytes_max}"
+            )
+    for entries in (1, prepare_entries_max):
+        needed = _largest_prepare_bytes(entries, op_bytes_max)
+        if needed > message_bytes_max:
+            problems.append(
+                f"a PREPARE of {entries} entries with ops at the bound takes {needed} bytes,"
+                f" over the message bound of {message_bytes_max}"
+            )
+    if prepare_entries_max > log_entries_max:
+        problems.append(
+            f"a PREPARE of {prepare_entries_max} entries is over the log bound of"
+            f" {log_entries_max} entries"
+        )
+    return problems
+
+
+PREPARE_BYTES_MAX: Final = _largest_prepare_bytes(PREPARE_ENTRIES_MAX, OP_BYTES_MAX)
+"""The longest PREPARE the core may build: PREPARE_ENTRIES_MAX entries, ops at the bound."""
+LOG_BYTES_MAX: Final = MESSAGE_BYTES_MAX - _whole_log_envelope_bytes()
+"""The encoded size (entries and the commas between them) of the longest log that fits in a
+DOVIEWCHANGE, STARTVIEW, RECOVERYRESPONSE or NEWSTATE."""
+
+_problems = bound_problems()
+if _problems:
+    raise AssertionError("vrref.core.messages bounds: " + "; ".join(_problems))

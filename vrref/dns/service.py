@@ -14,84 +14,14 @@ date on every change, so ``digest()`` costs nothing per update at any zone size.
 used at the edges only: to parse zone files, to check that an operation's rdata is canonical,
 to read UPDATE messages and to build the rrsets the frontend renders.
 
-The operation encoding is the contract shared with ``spec/dns_model.py`` (an independent model
-of this module) and the linearizability checker. An operation is JSON text; ``make_update_op``
-and ``make_query_op`` write it in compact canonical form (``separators=(",", ":")``,
-``sort_keys=True``), and ``apply`` accepts any JSON spelling of the same object. Names are
-absolute, lowercase, with a trailing dot, spelled as dnspython's ``to_text``. Types are
-mnemonics ("A", "AAAA", "MX", "TYPE65280"). An rdata is dnspython's text form with absolute
-names and the names lowercased wherever ``Rdata.to_digestable`` lowercases them (RFC 4034 §6.2
-as amended by RFC 6840 §5.1); the names that dnspython keeps as given -- NSEC's next name,
-SVCB/HTTPS targets, HIP servers, LP, IPSECKEY gateways -- keep their case. Exactly one text
-is valid for each rdata, so rdata equality is text equality; any other spelling is malformed.
-
-Update::
-
-    {"prereq":[["yxrrset_exact","www.example.com.","A",["192.0.2.10"]]],"t":"update",
-     "update":[["delete_rrset","www.example.com.","A"],
-               ["add","www.example.com.","A",300,"192.0.2.11"]],"zone":"example.com."}
-
-Prerequisites: ``["yxdomain",name]``, ``["nxdomain",name]``, ``["yxrrset",name,type]``,
-``["nxrrset",name,type]`` and ``["yxrrset_exact",name,type,[rdata,...]]`` (the RRset exists
-and holds exactly these rdatas, TTL ignored; the list is sorted, without duplicates, not
-empty). Updates: ``["add",name,type,ttl,rdata]``, ``["delete_rrset",name,type]``,
-``["delete_name",name]``, ``["delete_rr",name,type,rdata]``. Types in updates and
-prerequisites are data types (not ANY, OPT, TSIG, AXFR, ...); TTLs are 0..2**31-1. The result
-is ``{"rcode":"NOERROR","serial":2024010102}`` with the SOA serial after the operation.
-
-Query: ``{"name":"www.example.com.","t":"query","type":"A"}``, with any type mnemonic
-(ANY included). The result: ``{"aa":true,"additional":[],"answer":[["www.example.com.","A",
-300,"192.0.2.10"]],"authority":[],"rcode":"NOERROR"}``, each section a sorted list of
-``[name, type, ttl, rdata]``.
-
-Executing an update (``apply``), in this order, stopping at the first failure with nothing
-changed:
-
-1. Decode. Text that is not an operation of the shapes above, a query's included:
-   ``{"rcode":"FORMERR","serial":N}``.
-2. A zone other than ours: REFUSED (the op is not ours to execute; on the wire the frontend
-   answers NOTAUTH before an op exists).
-3. Prerequisites in op order (RFC 2136 §3.2): a name outside the zone gives NOTZONE;
-   yxdomain fails NXDOMAIN, nxdomain fails YXDOMAIN, yxrrset and yxrrset_exact fail NXRRSET,
-   nxrrset fails YXRRSET. A name "is in use" when it owns a record; an empty non-terminal
-   is not in use.
-4. Prescan (§3.4.1): an update name outside the zone gives NOTZONE.
-5. Updates in op order (§3.4.2), atomically. add: an SOA is accepted only at the apex and
-   only when its serial is greater (RFC 1982; an equal serial is not) than the current one,
-   and then replaces the SOA; a CNAME is ignored at a name with other data and replaces any
-   CNAME; other data is ignored at a name with a CNAME; the singleton types DNAME, NSEC and
-   NXT replace their RRset; otherwise the rdata joins the RRset (a duplicate is not added
-   twice). Every accepted add sets the RRset's TTL to its own TTL (RFC 2136 replaces
-   duplicates with the update RR, and RFC 2181 §5.2 wants one TTL per RRset), so re-adding a
-   record with a new TTL changes the TTL. delete_rrset ignores the apex SOA and NS;
-   delete_name at the apex keeps the SOA and NS; delete_rr ignores SOA and keeps the last
-   apex NS.
-6. Serial: if the zone changed and the update did not raise the serial itself, the serial
-   becomes serial + 1 modulo 2**32. An update that changes nothing leaves the serial alone.
-
-The converter ``update_op_from_message`` does RFC 2136's static checks (§3.1, §3.2.1-4,
-§3.4.1): they depend only on the message, so they are done before the op is ordered, and an
-``UpdateError`` carries the rcode. It lists value-independent prerequisites in message order
-and then the value-dependent ones grouped per name and type in order of first appearance,
-which is the evaluation order of §3.2.5. A static fault after a prerequisite that would fail
-on the zone's state is therefore reported first (the RFC would report the failed prerequisite).
-
-Answering a query (``query``): a name outside the zone is REFUSED without AA; a meta qtype
-other than ANY is NOTIMP. Otherwise, with AA: the topmost delegation (an NS RRset below the
-apex) at or above the name gives a referral: NOERROR, AA clear (unless a CNAME led there, when
-the CNAMEs are the authoritative answer), the NS in authority and the A/AAAA of in-zone NS
-targets in additional (glue); a DS query at the cut itself is answered by this side. An
-existing name answers its RRset, or follows a CNAME within the zone, or is NODATA. A chain
-stops quietly at a loop or at a target outside the zone (the resolver continues from there),
-and after ``CNAME_CHAIN_MAX + 1`` CNAMEs (a chain of ``CNAME_CHAIN_MAX`` links still reaches
-its data); it ends NXDOMAIN or NODATA when its last target does (RFC 6604: the rcode is the
-last name's). A name that owns nothing but has descendants (an
-empty non-terminal) is NODATA. Any other name is synthesized from the wildcard at its closest
-encloser (RFC 4592), or is NXDOMAIN. NXDOMAIN and NODATA carry the SOA in authority with TTL
-min(SOA TTL, MINIMUM) (RFC 2308). qtype ANY returns every RRset of the name (no RFC 8482
-minimal answer: the zone is small and the frontend truncates to TC on UDP). There is no
-additional-section processing except glue. A record synthesized from a wildcard that owns NS
-is plain data (wildcard delegations are not supported).
+An operation is canonical JSON text, and a result is too: text is what a VR log entry carries,
+what a history records and what an independent model (``spec/dns_model.py``) can execute
+without sharing a line of code with this one, so the encoding is a contract, not a detail.
+Every rule lives in ``spec/dns.md``: the shapes of operations and results, the order in which
+an update is executed (decode, zone, prerequisites, prescan, updates, serial), what
+``update_op_from_message`` checks before an update is ordered, how a query is answered, and
+the size bound an op shares with the peers' codec (``vrref.core.messages.OP_BYTES_MAX``).
+The code cites the RFC section wherever it applies one of those rules.
 """
 
 from __future__ import annotations
@@ -115,11 +45,12 @@ import dns.rrset
 import dns.update
 import dns.zone
 
+from vrref.core.messages import OP_BYTES_MAX, op_fits
+
 Record: TypeAlias = tuple[str, str, int, str]
 """One resource record in canonical text: (owner name, type mnemonic, TTL, rdata)."""
 
 CNAME_CHAIN_MAX: Final = 8  # CNAME links followed in one answer (loops stop earlier)
-OP_CHARS_MAX: Final = 1 << 20  # a 64 KiB UPDATE expands at most ~8x as escaped JSON text
 OP_ENTRIES_MAX: Final = 65535  # RFC 1035 section counts are 16-bit
 TTL_MAX: Final = (1 << 31) - 1  # RFC 2181 §8
 SERIAL_MODULUS: Final = 1 << 32  # RFC 1982, SERIAL_BITS = 32
@@ -459,8 +390,10 @@ def update_op_from_message(msg: dns.update.UpdateMessage, zone_origin: dns.name.
             "update": updates,
         }
     )
-    if len(op) > OP_CHARS_MAX:
-        raise UpdateError(dns.rcode.FORMERR, "update too large")
+    if not op_fits(op):  # the peers' codec would refuse to carry it (vrref/core/messages.py)
+        raise UpdateError(
+            dns.rcode.FORMERR, f"update too large: over {OP_BYTES_MAX} bytes as an op"
+        )
     return op
 
 
@@ -554,7 +487,7 @@ def _decode_change(entry: object) -> _Change:
 
 def _decode(text: str) -> _UpdateOp | _QueryOp:
     """Decodes an operation's text; raises _Malformed (never anything else)."""
-    if not isinstance(text, str) or len(text) > OP_CHARS_MAX:
+    if not isinstance(text, str) or not op_fits(text):
         raise _Malformed("not an operation text of acceptable size")
     try:
         obj = json.loads(text)

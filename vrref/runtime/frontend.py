@@ -12,7 +12,7 @@ through VR plus the function that renders the reply once the committed result is
 socket servers (``start``), the synchronous test helper (``handle_sync``) and the fuzzer
 all drive that one function, so what the fuzzer checks is what the servers do.
 
-Decisions, in the order a request meets them (each is a rule of DNS-NOTES.md "Must"):
+Decisions, in the order a request meets them (each is a rule of spec/dns.md, "Must"):
 
 1. Shorter than a header, or a response (QR set): silence. Answering responses invites
    loops; a fragment of a header names nothing to answer.

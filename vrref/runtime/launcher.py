@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from vrref import EXAMPLES_DIR
+from vrref.core.replica import Config
 from vrref.runtime.node import ClusterConfig, ReplicaAddress, run_replica
 
 EXAMPLES = EXAMPLES_DIR
@@ -78,6 +79,7 @@ def write_cluster_config(
         tsig_key_file=key_file.resolve(),
         read_mode=read_mode,
         tick_ms=tick_ms,
+        protocol=Config(replica_count=replicas),
     )
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "cluster.toml"

@@ -17,7 +17,7 @@ reuses a client-id whose request-numbers the cluster remembers.
 A replica process that starts for the first time in a state directory boots as a member of
 view 0 with the zone file as its state; one that finds a marker of an earlier start lost its
 state (vrref keeps none on disk) and must recover (VRR §4.3) with a fresh nonce. Starting
-every replica of a running cluster at once therefore cannot recover (trap 5).
+every replica of a running cluster at once therefore cannot recover (trap 5, spec/traps.md).
 
 Local reads are answered from a snapshot of the committed zone published by the core
 thread after each batch of commits (a clone, so a reader never sees half an update).
@@ -33,7 +33,7 @@ import time
 import tomllib
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO, Any
 
@@ -69,6 +69,13 @@ class ClusterConfig:
     read_mode: str = "local"
     protocol: Config = field(default_factory=lambda: Config(replica_count=3))
 
+    def __post_init__(self) -> None:
+        if self.protocol.replica_count != len(self.replicas):
+            raise ValueError(
+                f"protocol.replica_count is {self.protocol.replica_count}"
+                f" but there are {len(self.replicas)} replicas"
+            )
+
     @classmethod
     def load(cls, path: Path) -> ClusterConfig:
         """Reads cluster.toml; raises ValueError naming what is wrong."""
@@ -76,6 +83,7 @@ class ClusterConfig:
             data = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as error:
             raise ValueError(f"{path}: {error}") from None
+        protocol_table = _protocol_table(path, data)
         try:
             replicas = tuple(
                 ReplicaAddress(
@@ -84,7 +92,7 @@ class ClusterConfig:
                 for r in data["replica"]
             )
             base = path.parent
-            protocol = Config(replica_count=len(replicas), **data.get("protocol", {}))
+            protocol = Config(replica_count=len(replicas), **protocol_table)
             config = cls(
                 replicas=replicas,
                 key=bytes.fromhex(data["cluster_key"]),
@@ -102,7 +110,8 @@ class ClusterConfig:
         return config
 
     def dump(self) -> str:
-        """The TOML text of this configuration (paths relative to where it is written)."""
+        """The TOML text of this configuration, which ``load`` reads back equal to it. Paths
+        are written as they are; ``load`` reads relative ones from the file's folder."""
         lines = [
             f'origin = "{self.origin}"',
             f'zone_file = "{self.zone_file}"',
@@ -110,7 +119,10 @@ class ClusterConfig:
             f'cluster_key = "{self.key.hex()}"',
             f"tick_ms = {self.tick_ms}",
             f'read_mode = "{self.read_mode}"',
+            "",
+            "[protocol]",
         ]
+        lines += [f"{name} = {getattr(self.protocol, name)}" for name in PROTOCOL_TABLE_FIELDS]
         for r in self.replicas:
             lines += [
                 "",
@@ -134,6 +146,28 @@ PROTOCOL_FIELDS = (
     "prepare_entries_max",
 )
 """The protocol settings a history header carries, so a checker can rebuild the core."""
+
+PROTOCOL_TABLE_FIELDS = tuple(f.name for f in fields(Config) if f.name != "replica_count")
+"""The settings of cluster.toml's [protocol] table: every Config field but replica_count,
+which is the length of the replica list."""
+
+
+def _protocol_table(path: Path, data: dict[str, Any]) -> dict[str, int]:
+    """The [protocol] table of cluster.toml, checked; raises ValueError naming the file."""
+    table = data.get("protocol", {})
+    if not isinstance(table, dict):
+        raise ValueError(f"{path}: [protocol] must be a table")
+    if "replica_count" in table:
+        raise ValueError(
+            f"{path}: [protocol] must not set replica_count: it is the number of [[replica]]"
+        )
+    unknown = sorted(set(table) - set(PROTOCOL_TABLE_FIELDS))
+    if unknown:
+        raise ValueError(f"{path}: [protocol] has unknown settings {unknown}")
+    for name, value in table.items():
+        if type(value) is not int:
+            raise ValueError(f"{path}: [protocol] {name} must be an integer, got {value!r}")
+    return table
 
 
 class HistoryRecorder:
