@@ -23,7 +23,7 @@ from vrref.core.messages import (
     Request,
     StartView,
 )
-from vrref.core.replica import Replica, Status
+from vrref.core.replica import Replica, Status, Timer
 
 
 class CommitWithTooFewPrepareOks(Replica):
@@ -87,7 +87,7 @@ class RecoveringReplicaVotes(Replica):
     def _start_view_change(self, view: int) -> None:
         if self.status is Status.RECOVERING:
             self.status = Status.VIEW_CHANGE  # forgets it lost its state
-            self.timers.pop("recovery", None)
+            self.timers.pop(Timer.RECOVERY, None)
         super()._start_view_change(view)
 
 
@@ -104,9 +104,9 @@ class PaperLiteralStateTransfer(Replica):
             self.start_view_change_votes = set()
             self.do_view_changes = {}
             self._dvc_sent = False
-            self.timers.pop("view_change_resend", None)
-            self.timers.pop("view_change_stalled", None)
-            self._arm("primary")
+            self.timers.pop(Timer.VIEW_CHANGE_RESEND, None)
+            self.timers.pop(Timer.VIEW_CHANGE_STALLED, None)
+            self._arm(Timer.PRIMARY)
         super()._request_state(view)
 
 

@@ -7,14 +7,18 @@ be rebuilt: the replica id, the protocol settings (``"protocol"``) and the initi
 ``restart`` (a core recovering with the recorded ``nonce``), ``deliver`` (a batch of
 messages, given to ``on_messages``) and ``tick`` (``on_tick``); what the core did is
 recorded after them: each ``send`` (a message to a replica, in order) and a ``state`` after
-each input (status, view, v', op-number, commit-number, and the digest of the zone).
+each input (vrref/history.py's STATE_FIELDS: status, view, v', op-number, commit-number, and
+the digest of the zone). The events are read as vrref/history.py's typed events.
 
 **Trace validation** feeds each file's inputs, in order, to a fresh real core and requires
-every recorded ``send`` and ``state`` to be exactly what the core now produces: the runtime
-is then shown to be a faithful driver of the core (nothing else changed the core's state,
-no message was invented or lost between the core and the wire), and the states the
-invariants are checked over are the core's own. The first difference is reported with its
-file, line and field.
+every recorded ``send`` and ``state`` to be exactly what the core now produces, each state
+field compared with the core's ``Snapshot``: the runtime is then shown to be a faithful
+driver of the core (nothing else changed the core's state, no message was invented or lost
+between the core and the wire), and the states the invariants are checked over are the
+core's own. A state that lacks one of STATE_FIELDS is a difference too (a field the writer
+stopped recording is not silently left unchecked), and so is an event of another replica
+or of a type the runtime does not write. The first difference is reported with its file,
+line and field.
 
 **Invariants** are those of spec/invariants.py, called, not re-coded: after every recorded
 state, the step invariants over the core's state before and after the input (within one
@@ -38,10 +42,11 @@ from pathlib import Path
 from typing import Any
 
 from spec import invariants
+from vrref import history as hist
 from vrref.core.messages import CodecError, LogEntry, Request, from_json, to_json
 from vrref.core.replica import Config, Effect, Replica, Send, Snapshot, Status
 from vrref.core.statemachine import StateMachine
-from vrref.history import ClientEvent, HistoryError, read_history
+from vrref.history import STATE_FIELDS, ClientEvent, HistoryError, read_header, read_history
 
 PER_REPLICA: tuple[invariants.StateInvariant, ...] = (
     invariants.commit_number_within_log,
@@ -55,15 +60,6 @@ ACROSS_REPLICAS: tuple[invariants.StateInvariant, ...] = tuple(
 )
 """Every state invariant but acknowledged_ops_survive (see the module docstring), over the
 final states of all the replicas."""
-
-STATE_FIELDS = (
-    "status",
-    "view",
-    "last_normal_view",
-    "op_number",
-    "commit_number",
-    "service_digest",
-)
 
 
 @dataclass
@@ -98,17 +94,6 @@ class RunReport:
     @property
     def events(self) -> int:
         return sum(r.inputs + r.sends + r.states for r in self.replicas)
-
-
-def _core_state(core: Replica) -> dict[str, Any]:
-    return {
-        "status": core.status.value,
-        "view": core.view,
-        "last_normal_view": core.last_normal_view,
-        "op_number": core.op_number,
-        "commit_number": core.commit_number,
-        "service_digest": core.service.digest(),
-    }
 
 
 def _zone_factory(header: dict[str, Any]) -> Any:
@@ -155,7 +140,7 @@ def validate_replica(path: str | Path) -> ReplicaRun:
     if not isinstance(replica_id, int) or not isinstance(protocol, dict):
         raise HistoryError(name, 1, 'a replica history header needs "replica" and "protocol"')
     try:
-        config = Config(**protocol)
+        config = hist.protocol_from_json(protocol)
         factory = _zone_factory(head)
     except (TypeError, ValueError) as error:
         raise HistoryError(name, 1, f"cannot rebuild the core: {error}") from None
@@ -178,81 +163,100 @@ def validate_replica(path: str | Path) -> ReplicaRun:
             break
         if isinstance(event, ClientEvent):
             continue
-        kind, f, line = event.type, event.fields, event.line
-        if kind in ("boot", "restart"):
-            unsent(line)
-            run.lives += 1
-            before = None
-            effects: list[Effect] = []
-            if kind == "boot":
-                core = Replica(config, replica_id, factory)
-            else:
-                nonce = f.get("nonce")
-                if not isinstance(nonce, int):
-                    fail(line, "a restart needs its integer nonce")
-                    break
-                core, effects = Replica.recovering(config, replica_id, factory, nonce=nonce)
-            expected = _sends(effects)
-            run.inputs += 1
-        elif kind in ("deliver", "tick"):
-            if core is None:
-                fail(line, f"a {kind} before the replica booted")
-                break
-            unsent(line)
-            try:
-                if kind == "deliver":
-                    raw = f.get("messages")
-                    if not isinstance(raw, list):
-                        fail(line, 'a deliver needs a "messages" list')
-                        break
-                    effects = core.on_messages([from_json(m) for m in raw])
+        record, line = event.record, event.line
+        owner = getattr(record, "replica", None)
+        if owner is not None and owner != replica_id:
+            fail(line, f"a {record.type} of replica {owner} in replica {replica_id}'s history")
+            break
+        match record:
+            case hist.Boot() | hist.Restart():
+                unsent(line)
+                run.lives += 1
+                before = None
+                effects: list[Effect] = []
+                if isinstance(record, hist.Boot):
+                    core = Replica(config, replica_id, factory)
                 else:
-                    effects = core.on_tick()
-            except CodecError as error:
-                fail(line, f"a recorded message does not decode: {error}")
-                break
-            except AssertionError as error:
-                fail(line, f"the core raised on this input: {error}")
-                break
-            expected = _sends(effects)
-            run.inputs += 1
-        elif kind == "send":
-            run.sends += 1
-            if not expected:
-                fail(line, "a send the core did not produce")
-                break
-            want = expected.pop(0)
-            got = (f.get("to"), f.get("message"))
-            if got != (want.to, to_json(want.message)):
-                fail(line, f"sent {_show_recorded(got)}, the core sends {_show(want)}")
-        elif kind == "state":
-            run.states += 1
-            if core is None:
-                fail(line, "a state before the replica booted")
-                break
-            now = _core_state(core)
-            for key in STATE_FIELDS:
-                if key in f and f[key] != now[key]:
-                    fail(line, f"{key} is {f[key]!r} in the history, {now[key]!r} in the core")
+                    if record.nonce is None:
+                        fail(line, "a restart needs its integer nonce")
+                        break
+                    core, effects = Replica.recovering(
+                        config, replica_id, factory, nonce=record.nonce
+                    )
+                expected = _sends(effects)
+                run.inputs += 1
+            case hist.Deliver() | hist.Tick():
+                if core is None:
+                    fail(line, f"a {record.type} before the replica booted")
                     break
-            snapshot = core.snapshot()
-            found = [] if before is None else invariants.check_step(before, snapshot)
-            alone = invariants.ClusterState(
-                replicas=[snapshot],
-                replica_count=config.replica_count,
-                acknowledged={},
-                digest_of=digest_of,
-            )
-            found += invariants.check_state(alone, PER_REPLICA)
-            if found:
-                fail(line, f"invariant {found[0]}")
-            before = snapshot
-        elif kind == "crash":
-            fail(line, f"the replica's core raised: {f.get('error', '?')}")
+                unsent(line)
+                try:
+                    if isinstance(record, hist.Deliver):
+                        if record.messages is None:
+                            fail(line, 'a deliver needs a "messages" list')
+                            break
+                        effects = core.on_messages([from_json(m) for m in record.messages])
+                    else:
+                        effects = core.on_tick()
+                except CodecError as error:
+                    fail(line, f"a recorded message does not decode: {error}")
+                    break
+                except AssertionError as error:
+                    fail(line, f"the core raised on this input: {error}")
+                    break
+                expected = _sends(effects)
+                run.inputs += 1
+            case hist.Send():
+                run.sends += 1
+                if not expected:
+                    fail(line, "a send the core did not produce")
+                    break
+                want = expected.pop(0)
+                got = (record.to, record.message)
+                if got != (want.to, to_json(want.message)):
+                    fail(line, f"sent {_show_recorded(got)}, the core sends {_show(want)}")
+            case hist.State():
+                run.states += 1
+                if core is None:
+                    fail(line, "a state before the replica booted")
+                    break
+                snapshot = core.snapshot()
+                missing = record.missing()
+                if missing:
+                    fail(line, f"the recorded state has no {', '.join(missing)}")
+                for key, value in _snapshot_state(snapshot, record).items():
+                    recorded = record.values.get(key)
+                    if key in record.values and recorded != value:
+                        fail(line, f"{key} is {recorded!r} in the history, {value!r} in the core")
+                        break
+                found = [] if before is None else invariants.check_step(before, snapshot)
+                alone = invariants.ClusterState(
+                    replicas=[snapshot],
+                    replica_count=config.replica_count,
+                    acknowledged={},
+                    digest_of=digest_of,
+                )
+                found += invariants.check_state(alone, PER_REPLICA)
+                if found:
+                    fail(line, f"invariant {found[0]}")
+                before = snapshot
+            case hist.Crash():
+                fail(line, f"the replica's core raised: {record.error or '?'}")
+            case _:
+                fail(line, f"a {record.type} event, which the runtime does not write")
     if core is not None and not run.problems and core.status is not Status.RECOVERING:
         run.committed = list(core.log[: core.commit_number])
         run.final = core.snapshot()
     return run
+
+
+def _snapshot_state(snapshot: Snapshot, recorded: hist.State) -> dict[str, Any]:
+    """What ``recorded`` should hold: each of STATE_FIELDS as the core's snapshot holds it
+    (and the log's ops, if the state records them)."""
+    state = {name: getattr(snapshot, name) for name in STATE_FIELDS}
+    if hist.STATE_LOG in recorded.values:
+        state[hist.STATE_LOG] = hist.log_ops(snapshot.log)
+    return state
 
 
 def _sends(effects: Sequence[Effect]) -> list[Send]:
@@ -275,7 +279,7 @@ def check_run(paths: Sequence[str | Path]) -> RunReport:
     problems: list[str] = []
     for path in paths:
         try:
-            head = read_history(path).header
+            head = read_header(path)
         except HistoryError as error:
             problems.append(str(error))
             continue
@@ -299,7 +303,7 @@ def check_run(paths: Sequence[str | Path]) -> RunReport:
 def has_replica_events(paths: Sequence[str | Path]) -> bool:
     for path in paths:
         try:
-            head = read_history(path).header
+            head = read_header(path)
         except HistoryError:
             continue
         if isinstance(head.get("replica"), int) and isinstance(head.get("protocol"), dict):

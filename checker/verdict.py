@@ -8,8 +8,16 @@ names), turn client operations into the model's inputs and outputs (checker/lin/
 which also drops definite failures and the reads it does not judge), run the search
 (checker/lin/wgl.py) and describe the result in prose or as JSON.
 
+``check`` is the whole verdict of ``vrref check``, in this order: linearizability; then,
+after a linearizable verdict, the local reads (checker/lin/local_reads.py: consistent
+prefix, no future); then, when the files hold a recorded run, trace validation and
+invariants (checker/trace.py). It returns one ``Verdict`` with every part and the exit
+status they make together, which ``describe_verdict`` (prose) and ``verdict_json`` (one
+JSON object) both only report, so the two cannot disagree.
+
 Exit statuses, as for every checker here: 0 linearizable, 1 not linearizable, 2 unknown (time
-or memory limit) or unusable input.
+or memory limit) or unusable input. For the whole verdict: 1 when any part found a
+violation, else 2 when any part is unknown (or the run's files cannot be validated), else 0.
 """
 
 from __future__ import annotations
@@ -17,11 +25,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from checker.lin import models
 from checker.lin import wgl as lin
 from checker.lin.readers import ClientHistory, ClientOp, read
+
+if TYPE_CHECKING:
+    from checker.lin.local_reads import LocalReadVerdict
+    from checker.trace import RunReport
 
 EXIT_OK: Final = 0
 EXIT_ILLEGAL: Final = 1
@@ -266,3 +278,202 @@ def to_json(loaded: Loaded, result: lin.Result) -> dict[str, Any]:
         ]
         data["state_after"] = result.state_after
     return data
+
+
+# ---------------------------------------------------------------------------- the whole verdict
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Verdict:
+    """Every part of the verdict on a history, and the exit status they make together."""
+
+    loaded: Loaded
+    result: lin.Result
+    """Linearizability."""
+    local_reads: int
+    """The completed local reads in the history."""
+    local: LocalReadVerdict | None
+    """Their verdict; None when not judged (see local_not_judged)."""
+    local_not_judged: str | None
+    runs: RunReport | None
+    """Trace validation and invariants of the recorded run; None when not judged."""
+    runs_not_judged: str | None
+    runs_error: str | None
+    """Why the run's files could not be validated (then runs is None)."""
+    status: int
+
+
+def check(
+    paths: Sequence[str],
+    *,
+    fmt: str | None = None,
+    model_name: str | None = None,
+    zone: str | None = None,
+    timeout_s: float | None,
+    memo_entries_max: int = MEMO_ENTRIES_MAX_CLI,
+    certify: bool = True,
+    progress: lin.Progress | None = None,
+    runs: bool = True,
+) -> Verdict:
+    """Linearizability, then local reads, then trace validation (``runs``): the verdict of
+    ``vrref check``. Raises what ``load`` raises (unusable input) and lin.PartitioningError
+    (an internal error, no verdict)."""
+    from checker import trace
+    from checker.lin import local_reads
+
+    loaded = load(paths, fmt=fmt, model_name=model_name, zone=zone)
+    result = run(
+        loaded,
+        timeout_s=timeout_s,
+        memo_entries_max=memo_entries_max,
+        certify=certify,
+        progress=progress,
+    )
+    status = exit_status(result)
+    ops = loaded.history.ops
+    reads = sum(1 for op in ops if op.mode == "local" and op.outcome == "ok")
+    local: LocalReadVerdict | None = None
+    local_not_judged: str | None = None
+    if not reads:
+        local_not_judged = "no completed local reads"
+    elif isinstance(result, lin.Ok) and result.linearization is not None:
+        local = local_reads.judge(loaded.model, ops, result.linearization)
+        if local.violations:
+            status = EXIT_ILLEGAL
+        elif local.unknown and status == EXIT_OK:
+            status = EXIT_UNKNOWN
+    else:
+        local_not_judged = "they are judged against the witness of a linearizable verdict"
+    report: RunReport | None = None
+    runs_not_judged: str | None = None
+    runs_error: str | None = None
+    files = expand(paths)
+    if not runs:
+        runs_not_judged = "not asked for (--no-runs)"
+    elif not trace.has_replica_events(files):
+        runs_not_judged = "no replica history (a header with replica and protocol)"
+    else:
+        try:
+            report = trace.check_run(files)
+        except ValueError as error:  # HistoryError included: a file that cannot be replayed
+            runs_error = str(error)
+            if status == EXIT_OK:
+                status = EXIT_UNKNOWN
+        else:
+            if not report.ok:
+                status = EXIT_ILLEGAL
+    return Verdict(
+        loaded=loaded,
+        result=result,
+        local_reads=reads,
+        local=local,
+        local_not_judged=local_not_judged,
+        runs=report,
+        runs_not_judged=runs_not_judged,
+        runs_error=runs_error,
+        status=status,
+    )
+
+
+def describe_verdict(verdict: Verdict) -> str:
+    """The verdict in prose: linearizability, local reads, trace validation, invariants."""
+    from checker import trace
+
+    out = [describe(verdict.loaded, verdict.result).rstrip("\n")]
+    local = verdict.local
+    if local is not None:
+        out.append(
+            f"local reads: {local.checked} judged (consistent prefix, no future): "
+            + ("ok" if local.ok else f"{len(local.violations)} VIOLATED")
+            + (f", {local.unknown} unknown (step budget)" if local.unknown else "")
+        )
+        for op, why in local.violations[:SHOWN_OPS_MAX]:
+            out.append(f"  {op.path}:{op.ret_line}: process {op.process}: {why}")
+    elif verdict.local_reads:
+        out.append(f"local reads: {verdict.local_reads} not judged ({verdict.local_not_judged})")
+    if verdict.runs is not None:
+        out.extend(trace.report_lines(verdict.runs))
+    return "\n".join(out) + "\n"
+
+
+def verdict_json(verdict: Verdict) -> dict[str, Any]:
+    """The verdict as one JSON object: the linearizability verdict's keys (``to_json``, as
+    they always were), and ``local_reads``, ``trace``, ``invariants`` and ``exit_status``."""
+    data = to_json(verdict.loaded, verdict.result)
+    data["local_reads"] = _local_json(verdict)
+    data["trace"] = _trace_json(verdict)
+    data["invariants"] = _invariants_json(verdict)
+    data["exit_status"] = verdict.status
+    return data
+
+
+def _local_json(verdict: Verdict) -> dict[str, Any]:
+    local = verdict.local
+    data: dict[str, Any] = {
+        "judged": local is not None,
+        "reads": verdict.local_reads,
+        "checked": 0 if local is None else local.checked,
+        "unknown": 0 if local is None else local.unknown,
+        "violations": [
+            {"file": op.path, "line": op.ret_line, "process": op.process, "why": why}
+            for op, why in (() if local is None else local.violations)
+        ],
+    }
+    if local is None:
+        data["not_judged"] = verdict.local_not_judged
+    else:
+        data["ok"] = local.ok
+    return data
+
+
+def _trace_json(verdict: Verdict) -> dict[str, Any]:
+    report = verdict.runs
+    if report is None:
+        data: dict[str, Any] = {"judged": False}
+        if verdict.runs_error is not None:
+            data["error"] = verdict.runs_error
+        else:
+            data["not_judged"] = verdict.runs_not_judged
+        return data
+    return {
+        "judged": True,
+        "ok": all(not r.problems for r in report.replicas),
+        "replicas": [
+            {
+                "file": r.path,
+                "replica": r.replica,
+                "ok": not r.problems,
+                "inputs": r.inputs,
+                "sends": r.sends,
+                "states": r.states,
+                "lives": r.lives,
+                "committed": len(r.committed),
+                "problems": list(r.problems),
+            }
+            for r in report.replicas
+        ],
+    }
+
+
+def _invariants_json(verdict: Verdict) -> dict[str, Any]:
+    from checker import trace
+    from spec import invariants
+
+    report = verdict.runs
+    if report is None:
+        return {"judged": False, "not_judged": "no recorded run was validated"}
+    return {
+        "judged": True,
+        "ok": not report.problems,
+        "after_every_state": [
+            p.__name__ for p in (*invariants.STEP_INVARIANTS, *trace.PER_REPLICA)
+        ],
+        "over_the_final_states": [p.__name__ for p in trace.ACROSS_REPLICAS],
+        "final_states_of": [r.replica for r in report.replicas if r.final is not None],
+        "not_judged": {
+            "acknowledged_ops_survive": "a replica history does not link replies to requests"
+        },
+        "problems": list(report.problems),
+        "note": "a violation after a state stops that replica's replay: it is the replica's "
+        "problem in trace",
+    }

@@ -4,12 +4,19 @@ The command is a thin pipe: read the history (checker/lin/readers.py, any suppor
 detected when not given), pick the model (from ``--model``, the history's header, or the
 operations' names), turn client operations into the model's inputs and outputs
 (checker/lin/models.py, which also drops definite failures and the reads it does not judge),
-run the search (checker/lin/wgl.py) and say what it found, in prose or, with
-``--json``, as one JSON object. ``--html OUT`` also writes the single-file view of
+run the search (checker/lin/wgl.py); after a linearizable verdict, judge the local reads
+(checker/lin/local_reads.py); when the files hold a recorded run (replica histories),
+validate its trace and check the invariants over it (checker/trace.py; ``--no-runs`` skips
+this). checker/verdict.py's ``check`` does all of it and returns one verdict, which is
+printed in prose or, with ``--json``, as one JSON object: the linearizability verdict's
+keys, and ``local_reads``, ``trace``, ``invariants`` and ``exit_status`` (each part says
+whether it was judged and, if not, why). ``--html OUT`` also writes the single-file view of
 checker/report.py.
 
 Exit status, as for every checker here: 0 linearizable, 1 not linearizable, 2 unknown (time
-or memory limit) or unusable input (the message names the file and the line) or bad flags.
+or memory limit) or unusable input (the message names the file and the line) or bad flags;
+a violation in any part (a local read, the trace, an invariant) is 1, and a run whose files
+cannot be validated 2 unless another part found a violation.
 Every Ok is certified: the merged witness is replayed through the unpartitioned model (the
 whole initial state, no footprints), so a partitioning mistake can never print
 "linearizable" (it is an internal error instead). The replay counts against ``--timeout``;
@@ -24,26 +31,19 @@ import argparse
 import json
 import sys
 import time
-from typing import Any, TextIO
+from typing import TextIO
 
 from checker.lin import models
 from checker.lin import wgl as lin
 from checker.lin.readers import FORMATS, ReadError
 from checker.verdict import (
-    EXIT_ILLEGAL,
-    EXIT_OK,
     EXIT_UNKNOWN,
     MEMO_ENTRIES_MAX_CLI,
-    SHOWN_OPS_MAX,
     UsageError,
-    describe,
-    exit_status,
-    expand,
-    load,
-    run,
-    to_json,
+    check,
+    describe_verdict,
+    verdict_json,
 )
-from vrref.history import HistoryError
 
 
 class _Progress:
@@ -110,17 +110,6 @@ def parse(p: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace | i
         return exit_.code if isinstance(exit_.code, int) else EXIT_UNKNOWN
 
 
-def _local_lines(verdict: Any) -> str:
-    lines = [
-        f"local reads: {verdict.checked} judged (consistent prefix, no future): "
-        + ("ok" if verdict.ok else f"{len(verdict.violations)} VIOLATED")
-        + (f", {verdict.unknown} unknown (step budget)" if verdict.unknown else "")
-    ]
-    for op, why in verdict.violations[:SHOWN_OPS_MAX]:
-        lines.append(f"  {op.path}:{op.ret_line}: process {op.process}: {why}")
-    return "\n".join(lines) + "\n"
-
-
 def main(argv: list[str]) -> int:
     args = parse(parser(), argv)
     if isinstance(args, int):
@@ -128,63 +117,41 @@ def main(argv: list[str]) -> int:
     if args.timeout <= 0 or args.memo_max <= 0:
         sys.stderr.write("vrref check: --timeout and --memo-max must be positive\n")
         return EXIT_UNKNOWN
-    try:
-        loaded = load(args.files, fmt=args.format, model_name=args.model, zone=args.zone)
-    except (ReadError, models.ModelError, UsageError) as error:
-        sys.stderr.write(f"vrref check: {error}\n")
-        return EXIT_UNKNOWN
     progress = _Progress(sys.stderr) if sys.stderr.isatty() and not args.json else None
     try:
-        result = run(
-            loaded,
+        verdict = check(
+            args.files,
+            fmt=args.format,
+            model_name=args.model,
+            zone=args.zone,
             timeout_s=args.timeout,
             memo_entries_max=args.memo_max,
             certify=not args.no_certify,
             progress=progress,
+            runs=not args.no_runs,
         )
+    except (ReadError, models.ModelError, UsageError) as error:
+        sys.stderr.write(f"vrref check: {error}\n")
+        return EXIT_UNKNOWN
     except lin.PartitioningError as error:
         sys.stderr.write(f"vrref check: internal error, no verdict: {error}\n")
         return EXIT_UNKNOWN
     if progress is not None:
         sys.stderr.write("\r" + " " * 70 + "\r")
     if args.json:
-        sys.stdout.write(json.dumps(to_json(loaded, result)) + "\n")
+        sys.stdout.write(json.dumps(verdict_json(verdict)) + "\n")
     else:
-        sys.stdout.write(describe(loaded, result))
+        sys.stdout.write(describe_verdict(verdict))
+    if verdict.runs_error is not None:
+        sys.stderr.write(f"vrref check: {verdict.runs_error}\n")
     if args.html:
         from checker import report
 
         try:
-            report.write(args.html, loaded, result)
+            report.write(args.html, verdict.loaded, verdict.result)
         except OSError as error:
             sys.stderr.write(f"vrref check: cannot write {args.html}: {error}\n")
             return EXIT_UNKNOWN
         if not args.json:
             sys.stdout.write(f"view: {args.html}\n")
-    status = exit_status(result)
-    local = [op for op in loaded.history.ops if op.mode == "local" and op.outcome == "ok"]
-    if local and isinstance(result, lin.Ok) and result.linearization is not None:
-        from checker.lin import local_reads
-
-        verdict = local_reads.judge(loaded.model, loaded.history.ops, result.linearization)
-        if not args.json:
-            sys.stdout.write(_local_lines(verdict))
-        if verdict.violations:
-            status = EXIT_ILLEGAL
-        elif verdict.unknown and status == EXIT_OK:
-            status = EXIT_UNKNOWN
-    if args.no_runs:
-        return status
-    from checker import trace as runs
-
-    files = expand(args.files)
-    if not runs.has_replica_events(files):
-        return status
-    try:
-        checked = runs.check_run(files)
-    except (HistoryError, ValueError) as error:
-        sys.stderr.write(f"vrref check: {error}\n")
-        return EXIT_UNKNOWN
-    if not args.json:
-        sys.stdout.write("\n".join(runs.report_lines(checked)) + "\n")
-    return status if checked.ok else EXIT_ILLEGAL
+    return verdict.status

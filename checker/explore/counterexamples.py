@@ -36,28 +36,44 @@ import dataclasses
 import itertools
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 from checker.explore.search import Step, as_property
-from checker.explore.vr.model import Action, Bounds, VRModel, VRState
+from checker.explore.vr.model import (
+    Action,
+    Bounds,
+    ClientRequest,
+    ClientTimeout,
+    Crash,
+    Deliver,
+    Drop,
+    Duplicate,
+    Restart,
+    Timeout,
+    VRModel,
+    VRState,
+)
 from checker.mutants import MUTANTS, replica_class
+from vrref import history as hist
 from vrref.core.messages import CodecError, from_json, to_json
-from vrref.core.replica import Replica
-from vrref.history import ClientEvent, HistoryWriter, ReplicaEvent, read_history
+from vrref.core.replica import Replica, Timer
+from vrref.history import ClientEvent, HistoryWriter, ReplicaEvent
 
 SOURCE = "vrref explore"
 
 
 def _state_fields(replica: Replica | None) -> dict[str, Any]:
+    """What a state event records of a replica of the model: vrref/history.py's
+    replica_state with the log's ops, or only the status "crashed"."""
     if replica is None:
-        return {"status": "crashed"}
-    return {
-        "status": replica.status.value,
-        "view": replica.view,
-        "op_number": replica.op_number,
-        "commit_number": replica.commit_number,
-        "log": [entry.request.op for entry in replica.log],
-    }
+        return {"status": hist.CRASHED}
+    return hist.replica_state(replica, log=True)
+
+
+UNRECORDED_BEFORE: tuple[str, ...] = ("last_normal_view", "service_digest")
+"""The fields of STATE_FIELDS the explorer's states did not record before they shared
+vrref/history.py's list: a stored counterexample's states lack them, and are compared on
+the rest. Any other field missing makes the file unreadable."""
 
 
 def _address(dst: tuple[str, int]) -> dict[str, int]:
@@ -67,28 +83,24 @@ def _address(dst: tuple[str, int]) -> dict[str, int]:
 def step_events(before: VRState, action: Action, after: VRState) -> list[dict[str, Any]]:
     """The history events of one explorer step."""
     events: list[dict[str, Any]] = []
-    match action.name:
-        case "deliver" | "drop" | "duplicate":
-            dst, message = action.detail
-            events.append({"type": action.name, **_address(dst), "message": to_json(message)})
-        case "timeout":
-            events.append({"type": "timeout", "replica": action.target, "timer": action.detail})
-        case "client_timeout":
-            client_id = before.clients[action.target].client_id
-            events.append({"type": "timeout", "client": client_id})
-        case "crash":
-            events.append({"type": "crash", "replica": action.target})
-        case "restart":
+    match action:
+        case Deliver() | Drop() | Duplicate():
             events.append(
-                {"type": "restart", "replica": action.target, "nonce": 1000 + before.crashes}
+                {"type": action.verb, **_address(action.to), "message": to_json(action.message)}
             )
-        case "request":
-            client_id = before.clients[action.target].client_id
-            events.append(
-                {"type": "invoke", "process": client_id, "f": "append", "value": action.detail}
-            )
+        case Timeout(replica=i, timer=timer):
+            events.append({"type": "timeout", "replica": i, "timer": timer.value})
+        case ClientTimeout(client=c):
+            events.append({"type": "timeout", "client": before.clients[c].client_id})
+        case Crash(replica=i):
+            events.append({"type": "crash", "replica": i})
+        case Restart(replica=i):
+            events.append({"type": "restart", "replica": i, "nonce": 1000 + before.crashes})
+        case ClientRequest(client=c, op=op):
+            client_id = before.clients[c].client_id
+            events.append({"type": "invoke", "process": client_id, "f": "append", "value": op})
         case _:
-            raise ValueError(f"unknown action {action.name}")
+            assert_never(action)
     for kind, client_id, text in after.client_events[len(before.client_events) :]:
         if kind == "ok":
             events.append({"type": "ok", "process": client_id, "f": "append", "value": text})
@@ -116,8 +128,8 @@ def write_counterexample(
         for previous, step in itertools.pairwise(trace):
             assert step.action is not None
             for event in step_events(previous.state, step.action, step.state):
-                out.write(event)
-        out.write({"type": "note", "violation": broken, "explain": model.explain(trace[-1].state)})
+                out.write(event)  # parsed by the writer: a malformed event raises here
+        out.write(hist.Note(violation=broken, explain=model.explain(trace[-1].state)))
 
 
 class ReplayError(Exception):
@@ -135,6 +147,12 @@ class Outcome:
     diverged: str | None
 
 
+_ON_MESSAGE: dict[str, type[Deliver | Drop | Duplicate]] = {
+    kind.verb: kind for kind in (Deliver, Drop, Duplicate)
+}
+"""The in-flight actions by their history event type."""
+
+
 def _action_of(event: ReplicaEvent | ClientEvent, state: VRState, where: str) -> Action | None:
     """The explorer action an event stands for (None for events that only report)."""
     if isinstance(event, ClientEvent):
@@ -143,26 +161,29 @@ def _action_of(event: ReplicaEvent | ClientEvent, state: VRState, where: str) ->
         index = next((i for i, c in enumerate(state.clients) if c.client_id == event.process), None)
         if index is None or not isinstance(event.value, str):
             raise ReplayError(f"{where}: no client {event.process!r} with a string op")
-        return Action("request", index, event.value)
+        return ClientRequest(index, event.value)
     f = event.fields
     try:
         match event.type:
             case "deliver" | "drop" | "duplicate":
-                dst = (
+                to: tuple[str, int] = (
                     ("replica", int(f["replica"]))
                     if "replica" in f
                     else ("client", int(f["client"]))
                 )
-                return Action(event.type, detail=(dst, from_json(f["message"])))
+                on_message = _ON_MESSAGE[event.type]
+                return on_message(to, from_json(f["message"]))
             case "timeout":
                 if "client" in f:
                     index = next(
                         i for i, c in enumerate(state.clients) if c.client_id == int(f["client"])
                     )
-                    return Action("client_timeout", index)
-                return Action("timeout", int(f["replica"]), str(f["timer"]))
-            case "crash" | "restart":
-                return Action(event.type, int(f["replica"]))
+                    return ClientTimeout(index)
+                return Timeout(int(f["replica"]), Timer(str(f["timer"])))
+            case "crash":
+                return Crash(int(f["replica"]))
+            case "restart":
+                return Restart(int(f["replica"]))
             case "state" | "note":
                 return None
     except (KeyError, TypeError, ValueError, StopIteration, CodecError) as error:
@@ -173,10 +194,14 @@ def _action_of(event: ReplicaEvent | ClientEvent, state: VRState, where: str) ->
 def replay_file(path: str | Path, mutant: str | bool | None = False) -> Outcome:
     """Re-runs a counterexample file. ``mutant``: False for the core it was found with, None
     for the real core, or a bug-zoo name."""
-    history = read_history(path)
-    head = history.header
+    name = str(path)
+    lines = list(hist.iter_lines(path))  # first: a line that is not JSON is named as such
+    if not lines:
+        raise hist.HistoryError(name, None, "empty history: no header line")
+    head = hist.parse_header(lines[0][1], name, lines[0][0])
     if head.get("source") != SOURCE or not isinstance(head.get("bounds"), dict):
         raise ReplayError(f"{path}:1: not a counterexample of vrref explore (no bounds)")
+    events = [hist.parse_event(obj, name, number) for number, obj in lines[1:]]
     try:
         fields: dict[str, Any] = {
             k: tuple(v) if isinstance(v, list) else v for k, v in head["bounds"].items()
@@ -184,10 +209,10 @@ def replay_file(path: str | Path, mutant: str | bool | None = False) -> Outcome:
         bounds = Bounds(**fields)
     except TypeError as error:
         raise ReplayError(f"{path}:1: bad bounds: {error}") from None
-    name = head.get("mutant") if mutant is False else mutant
-    if name is not None and name not in MUTANTS:
-        raise ReplayError(f"{path}:1: unknown mutant {name!r}")
-    model = VRModel(bounds, replica_class(name), mutant=name)
+    chosen = head.get("mutant") if mutant is False else mutant
+    if chosen is not None and chosen not in MUTANTS:
+        raise ReplayError(f"{path}:1: unknown mutant {chosen!r}")
+    model = VRModel(bounds, replica_class(chosen), mutant=chosen)
     always = [p for p in map(as_property, model.properties()) if p.kind == "always"]
     state = model.init_states()[0]
     steps: list[Step[VRState, Action]] = [Step(None, state)]
@@ -195,7 +220,7 @@ def replay_file(path: str | Path, mutant: str | bool | None = False) -> Outcome:
     def broken(s: VRState) -> str | None:
         return next((p.name for p in always if not p.predicate(s)), None)
 
-    for event in history.events:
+    for event in events:
         where = f"{path}:{event.line}"
         if isinstance(event, ClientEvent) and event.type == "ok":
             seen = ("ok", event.process, event.value)
@@ -205,15 +230,25 @@ def replay_file(path: str | Path, mutant: str | bool | None = False) -> Outcome:
                     None,
                     None,
                     f"{where}: the reply {event.value!r} "
-                    "to client {event.process} is not what this code returns",
+                    f"to client {event.process} is not what this code returns",
                 )
             continue
-        if isinstance(event, ReplicaEvent) and event.type == "state":
-            i = int(event.fields.get("replica", -1))
+        if isinstance(event, ReplicaEvent) and isinstance(event.record, hist.State):
+            record = event.record
+            i = record.replica
             if not 0 <= i < len(state.replicas):
                 raise ReplayError(f"{where}: no replica {i}")
-            recorded = {k: event.fields.get(k) for k in _state_fields(state.replicas[i])}
-            now = _state_fields(state.replicas[i])
+            missing = [k for k in record.missing() if k not in UNRECORDED_BEFORE]
+            if not record.crashed and hist.STATE_LOG not in record.values:
+                missing.append(hist.STATE_LOG)
+            if missing:
+                raise ReplayError(f"{where}: a state with no {', '.join(missing)}")
+            recorded = dict(record.values)
+            now = {
+                k: v
+                for k, v in _state_fields(state.replicas[i]).items()
+                if k in recorded or k not in UNRECORDED_BEFORE
+            }
             if recorded != now:
                 return Outcome(
                     tuple(steps),

@@ -9,9 +9,10 @@ registers or DNS.
 
 The formats:
 
-* ``vrref``: vrref/history.py's JSON Lines; its reader validates every line. Several files
-  (one per replica) are merged by their ``time`` fields; within one file the line order is
-  the real-time order.
+* ``vrref``: vrref/history.py's JSON Lines, read through its typed events (every line is
+  validated, replica events included; only the client events are kept). Several files (one
+  per replica) are merged by their ``time`` fields; within one file the line order is the
+  real-time order.
 * ``jepsen-edn``: Knossos' fixtures, ``{:process 0, :type :invoke, :f :cas, :value [1 2]}``,
   either one vector of such maps or one map a line. Keys other than :process, :type, :f,
   :value and :key are ignored (:time, :index, ...); operations of a non-integer process
@@ -39,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from vrref.history import ClientEvent, HistoryError, parse_event, parse_header
+from vrref.history import ClientEvent, HistoryError, iter_lines, parse_event, parse_header
 
 FORMATS: Final = ("vrref", "jepsen-edn", "porcupine-log", "porcupine-kv")
 FILE_BYTES_MAX: Final = 1 << 30
@@ -549,8 +550,9 @@ def read_vrref(paths: Sequence[str]) -> ClientHistory:
 
 
 def _vrref_events(path: str) -> tuple[dict[str, Any], list[ClientEvent]]:
-    from vrref.history import iter_lines
-
+    """The header and the client events of one file, every line parsed into its typed event
+    (a malformed replica event is an error here as anywhere), only the client ones kept (a
+    replica's file is mostly replica events)."""
     head: dict[str, Any] | None = None
     client: list[ClientEvent] = []
     for number, obj in iter_lines(path):

@@ -44,6 +44,7 @@ else sees): without it log-by-op-number survived 1,100 seeds.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import random
@@ -57,9 +58,9 @@ from typing import Any
 from checker.mutants import replica_class
 from checker.sim.cluster import Cluster, InvariantViolation
 from vrref import EXAMPLES_DIR
+from vrref import history as hist
 from vrref.core.replica import Config, Status
 from vrref.dns.service import Zone, make_query_op, make_update_op
-from vrref.history import HistoryWriter
 
 ZONE_FILE = EXAMPLES_DIR / "example.com.zone"
 ORIGIN = "example.com."
@@ -97,15 +98,21 @@ class Outcome:
 class _World:
     rng: random.Random
     cluster: Cluster
-    writer_events: list[dict[str, Any]] = field(default_factory=list)
+    writer_events: list[hist.Record] = field(default_factory=list)
     faults: Counter[str] = field(default_factory=Counter)
     oneway: set[tuple[int, int]] = field(default_factory=set)
     events: int = 0
     position: int = 0
 
-    def note(self, event: dict[str, Any]) -> None:
+    def note(self, event: hist.Record) -> None:
+        """Records ``event`` for the history, its ``time`` the event's position."""
         self.position += 1
-        self.writer_events.append({**event, "time": self.position})
+        self.writer_events.append(dataclasses.replace(event, time=self.position))
+
+    def restarted(self, i: int) -> None:
+        replica = self.cluster.replicas[i]
+        assert replica is not None
+        self.note(hist.Restart(replica=i, nonce=replica.nonce))
 
 
 _ZONE: Zone | None = None
@@ -178,7 +185,7 @@ def run_seed(seed: int, mutant: str | None = None, history_dir: str | None = Non
         f_, op = random_op(rng)
         pending[client_id] = (f_, op)
         submitted[client_id] += 1
-        world.note({"type": "invoke", "process": client_id, "f": f_, "value": op})
+        world.note(hist.ClientEvent(type="invoke", process=client_id, f=f_, value=op))
         cluster.submit(client_id, op)
 
     def harvest() -> None:
@@ -187,7 +194,8 @@ def run_seed(seed: int, mutant: str | None = None, history_dir: str | None = Non
             client_id, completion = cluster.completions[completed]
             completed += 1
             f_, _ = pending.pop(client_id)
-            world.note({"type": "ok", "process": client_id, "f": f_, "value": completion.result})
+            result = completion.result
+            world.note(hist.ClientEvent(type="ok", process=client_id, f=f_, value=result))
 
     def deliver_one() -> None:
         index = rng.randrange(len(cluster.network))
@@ -233,29 +241,29 @@ def run_seed(seed: int, mutant: str | None = None, history_dir: str | None = Non
                     i = rng.choice(crashed)
                     cluster.restart(i)
                     world.faults["restart"] += 1
-                    world.note({"type": "restart", "replica": i})
+                    world.restarted(i)
                 elif len(down()) < f:
                     i = rng.randrange(replica_count)
                     if cluster.replicas[i] is not None:
                         cluster.crash(i)
                         world.faults["crash"] += 1
-                        world.note({"type": "crash", "replica": i})
+                        world.note(hist.Crash(replica=i))
             elif action == "partition":
                 _partition(world, replica_count)
             else:
                 cluster.heal()
                 world.oneway.clear()
-                world.note({"type": "heal"})
+                world.note(hist.Heal())
             harvest()
         # -------------------------------------------------------------- liveness phase
         cluster.heal()
         world.oneway.clear()
-        world.note({"type": "heal"})
+        world.note(hist.Heal())
         for i, r in enumerate(cluster.replicas):
             if r is None:
                 cluster.restart(i)
                 world.faults["restart"] += 1
-                world.note({"type": "restart", "replica": i})
+                world.restarted(i)
         for _ in range(LIVENESS_TICKS):
             for client_id in client_ids:
                 idle = cluster.clients[client_id].outstanding is None
@@ -287,8 +295,8 @@ def run_seed(seed: int, mutant: str | None = None, history_dir: str | None = Non
         "replicas": replica_count,
         "clients": len(client_ids),
         "events": world.events,
-        "ops": sum(1 for e in world.writer_events if e["type"] == "invoke"),
-        "completed": sum(1 for e in world.writer_events if e["type"] == "ok"),
+        "ops": sum(1 for e in world.writer_events if e.type == "invoke"),
+        "completed": sum(1 for e in world.writer_events if e.type == "ok"),
         "faults": dict(sorted(world.faults.items())),
         "history_digest": _digest(world.writer_events),
         "verdict": "ok" if problem is None else "violation",
@@ -309,7 +317,7 @@ def _partition(world: _World, n: int) -> None:
         groups = (replicas[:cut], replicas[cut:])
         cluster.partition(*groups)
         world.faults["partition"] += 1
-        world.note({"type": "partition", "groups": [sorted(g) for g in groups]})
+        world.note(hist.Partition(groups=tuple(tuple(sorted(g)) for g in groups)))
     elif kind < 0.7:
         # Jepsen's favourite nemesis: isolate the current primary (clients still reach it,
         # so it keeps preparing ops no one else sees); otherwise any replica.
@@ -317,12 +325,12 @@ def _partition(world: _World, n: int) -> None:
         alone = primary if primary is not None and rng.random() < 0.7 else rng.randrange(n)
         cluster.partition([alone], [i for i in replicas if i != alone])
         world.faults["isolate"] += 1
-        world.note({"type": "partition", "groups": [[alone]]})
+        world.note(hist.Partition(groups=((alone,),)))
     else:
         a, b = rng.sample(replicas, 2)
         world.oneway.add((a, b))
         world.faults["asymmetric"] += 1
-        world.note({"type": "partition", "oneway": [a, b]})
+        world.note(hist.Partition(oneway=(a, b)))
 
 
 def _done(cluster: Cluster, submitted: Counter[int], per: int, ids: tuple[int, ...]) -> bool:
@@ -342,8 +350,8 @@ def _converged(cluster: Cluster) -> bool:
     return len({r.service.digest() for r in live}) == 1
 
 
-def _digest(events: list[dict[str, Any]]) -> str:
-    text = "\n".join(json.dumps(e, sort_keys=True) for e in events)
+def _digest(events: list[hist.Record]) -> str:
+    text = "\n".join(json.dumps(e.to_json(), sort_keys=True) for e in events)
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
@@ -356,7 +364,7 @@ def _write_history(
     path = folder / name
     path.unlink(missing_ok=True)
     records = [list(r) for r in _base_zone().records()]
-    with HistoryWriter(
+    with hist.HistoryWriter(
         path,
         model="dns",
         initial={"records": records},

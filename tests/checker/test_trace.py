@@ -3,6 +3,7 @@ exactly through fresh cores, and every kind of tampering is caught, naming the l
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections.abc import Iterator
@@ -13,6 +14,8 @@ import pytest
 from checker import trace as runs
 from checker.cli import check as cli_check
 from tests.integration.test_cluster_tools import nsupdate, start_cluster
+from vrref import history
+from vrref.core.replica import Config
 
 pytestmark = pytest.mark.skipif(shutil.which("nsupdate") is None, reason="nsupdate is needed")
 
@@ -157,3 +160,120 @@ def test_local_reads_are_judged_by_consistent_prefix(
     out = capsys.readouterr().out
     assert "local reads: " in out and "1 VIOLATED" in out
     assert f"replica-1.jsonl:{line}" in out
+
+
+# ---------------------------------------------------------------------------- recorded states
+
+
+def test_every_recorded_state_holds_every_state_field(recorded: Path) -> None:
+    for path in files(recorded):
+        parsed = history.read_history(path)
+        assert parsed.header["protocol"] == history.protocol_to_json(
+            history.protocol_from_json(parsed.header["protocol"])
+        )
+        assert set(parsed.header["protocol"]) == {f.name for f in dataclasses.fields(Config)}
+        states = [
+            e.record
+            for e in parsed.events
+            if isinstance(e, history.ReplicaEvent) and isinstance(e.record, history.State)
+        ]
+        assert states and all(s.missing() == () for s in states)
+        assert all(tuple(s.values) == history.STATE_FIELDS for s in states)
+
+
+@pytest.mark.parametrize("lost", history.STATE_FIELDS)
+def test_a_state_field_the_writer_stops_recording_is_caught(
+    recorded: Path, tmp_path: Path, lost: str
+) -> None:
+    def edit(lines: list[str]) -> int:
+        for i in range(1, len(lines)):
+            event = json.loads(lines[i])
+            if event["type"] == "state":
+                del event[lost]
+                lines[i] = json.dumps(event)
+        return first(lines, "state") + 1
+
+    paths, line = tampered(recorded, tmp_path, edit)
+    report = runs.check_run(paths)
+    assert not report.ok
+    (problem,) = report.replicas[1].problems
+    assert f"replica-1.jsonl:{line}: the recorded state has no {lost}" in problem
+    assert report.replicas[0].problems == report.replicas[2].problems == []
+
+
+def test_a_header_without_a_protocol_setting_cannot_be_validated(
+    recorded: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def edit(lines: list[str]) -> int:
+        head = json.loads(lines[0])
+        del head["protocol"]["pipeline_max"]
+        lines[0] = json.dumps(head)
+        return 1
+
+    paths, _ = tampered(recorded, tmp_path, edit)
+    assert cli_check.main(paths) == 2
+    assert "replica-1.jsonl:1: cannot rebuild the core" in capsys.readouterr().err
+
+
+def test_an_event_of_another_replica_is_caught(recorded: Path, tmp_path: Path) -> None:
+    def edit(lines: list[str]) -> int:
+        i = first(lines, "tick")
+        event = json.loads(lines[i])
+        event["replica"] = 2
+        lines[i] = json.dumps(event)
+        return i + 1
+
+    paths, line = tampered(recorded, tmp_path, edit)
+    (problem,) = runs.check_run(paths).replicas[1].problems
+    assert f"replica-1.jsonl:{line}: a tick of replica 2 in replica 1's history" in problem
+
+
+# ---------------------------------------------------------------------------- vrref check --json
+
+
+def test_check_json_reports_every_part(recorded: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_check.main([str(recorded), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["verdict"] == "linearizable" and data["exit_status"] == 0
+    assert data["local_reads"]["judged"] and data["local_reads"]["ok"]
+    assert data["local_reads"]["checked"] > 0 and data["local_reads"]["violations"] == []
+    trace = data["trace"]
+    assert trace["judged"] and trace["ok"]
+    assert [r["replica"] for r in trace["replicas"]] == [0, 1, 2]
+    for r in trace["replicas"]:
+        assert r["ok"] and r["problems"] == []
+        assert r["inputs"] > 0 and r["sends"] > 0 and r["states"] > 0 and r["lives"] == 1
+    assert max(r["committed"] for r in trace["replicas"]) == 3
+    invariants = data["invariants"]
+    assert invariants["judged"] and invariants["ok"] and invariants["problems"] == []
+    assert "commit_number_within_log" in invariants["after_every_state"]
+    assert "acknowledged_ops_survive" in invariants["not_judged"]
+    assert invariants["final_states_of"] == [0, 1, 2]
+
+    # the prose says the same
+    assert cli_check.main([str(recorded)]) == 0
+    out = capsys.readouterr().out
+    assert "verdict: LINEARIZABLE" in out and "invariants: ok" in out
+    assert f"local reads: {data['local_reads']['checked']} judged" in out
+
+
+def test_check_json_names_a_trace_problem_and_exits_1(
+    recorded: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def edit(lines: list[str]) -> int:
+        i = first(lines, "state", first(lines, "deliver"))
+        event = json.loads(lines[i])
+        event["view"] = 7
+        lines[i] = json.dumps(event)
+        return i + 1
+
+    paths, line = tampered(recorded, tmp_path, edit)
+    assert cli_check.main([*paths, "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["verdict"] == "linearizable" and data["exit_status"] == 1
+    assert not data["trace"]["ok"]
+    (replica,) = [r for r in data["trace"]["replicas"] if not r["ok"]]
+    assert replica["replica"] == 1
+    (problem,) = replica["problems"]
+    assert f"replica-1.jsonl:{line}: view is 7 in the history" in problem
+    assert {"local_reads", "invariants"} <= set(data)

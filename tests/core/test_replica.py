@@ -22,7 +22,7 @@ from vrref.core.messages import (
     StartView,
     StartViewChange,
 )
-from vrref.core.replica import Config, Replica, Send, SendReply, Status
+from vrref.core.replica import Config, Replica, Send, SendReply, Status, Timer
 from vrref.core.statemachine import EchoLog
 
 SIZES = [3, 5]
@@ -309,7 +309,7 @@ def test_clone_is_independent_and_fingerprint_stable() -> None:
     original = c.replica(1)
     copy = original.clone()
     assert copy.fingerprint() == original.fingerprint()
-    copy.on_timeout("primary")
+    copy.on_timeout(Timer.PRIMARY)
     assert copy.fingerprint() != original.fingerprint()
     assert original.status is Status.NORMAL
 

@@ -34,12 +34,7 @@ _FOLDER = re.compile(r"`(" + _ROOTS + r"/[\w./-]*/)`")
 # A test named in backticks, possibly as a prefix: `test_trap_3_*`.
 _TEST = re.compile(r"`(test_\w+)(\*?)`")
 
-PENDING: dict[str, str] = {
-    "vrref/core/replica.py": (
-        "owned by another change: its module docstring (line 24) should say"
-        " 'traps in spec/traps.md' instead of the outside notes"
-    ),
-}
+PENDING: dict[str, str] = {}
 """Files still citing an outside document, each with why; emptied as they are fixed."""
 
 

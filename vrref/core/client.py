@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vrref.core.messages import Reply, Request
-from vrref.core.replica import Send
+from vrref.core.replica import ClientRenaming, Send
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -32,10 +32,39 @@ class Completion:
     view: int
 
 
+@dataclass(frozen=True, slots=True)
+class ClientKey:
+    """A client's protocol state, frozen (the explorer's view): what ``Client.state_key``
+    returns. The resend countdown is abstracted away (the explorer times a client out
+    whenever a request is outstanding), and ``ignored`` is an observation."""
+
+    client_id: int
+    view: int
+    request_number: int
+    outstanding: Request | None
+
+    def relabel(self, rename: ClientRenaming) -> ClientKey:
+        """This key with the clients renamed (the explorer's client symmetry)."""
+        outstanding = self.outstanding
+        if outstanding is not None:
+            outstanding = Request(
+                op=rename.op(outstanding.op),
+                client_id=rename.client_id(outstanding.client_id),
+                request_number=outstanding.request_number,
+            )
+        return ClientKey(
+            client_id=rename.client_id(self.client_id),
+            view=self.view,
+            request_number=self.request_number,
+            outstanding=outstanding,
+        )
+
+
 class Client:
     """One VR client: client-id, request-number, the view it believes in."""
 
     __slots__ = (
+        "_cached_key",
         "client_id",
         "ignored",
         "outstanding",
@@ -59,6 +88,7 @@ class Client:
         self.outstanding: Request | None = None
         self.ticks_left = 0
         self.ignored = 0
+        self._cached_key: ClientKey | None = None  # cleared by every entry point
 
     @property
     def primary(self) -> int:
@@ -68,6 +98,7 @@ class Client:
         """Starts a request; the previous one must have completed."""
         if self.outstanding is not None:
             raise RuntimeError("a request is already outstanding (at most one per client)")
+        self._cached_key = None
         self.request_number += 1
         self.outstanding = Request(
             op=op, client_id=self.client_id, request_number=self.request_number
@@ -77,6 +108,7 @@ class Client:
 
     def on_reply(self, reply: Reply) -> Completion | None:
         """Returns the completion if ``reply`` answers the outstanding request."""
+        self._cached_key = None
         request = self.outstanding
         if (
             request is None
@@ -97,6 +129,7 @@ class Client:
         )
 
     def on_tick(self) -> list[Send]:
+        self._cached_key = None
         if self.outstanding is None:
             return []
         self.ticks_left -= 1
@@ -106,14 +139,23 @@ class Client:
 
     def on_timeout(self) -> list[Send]:
         """No reply in time: resend the same request to every replica (§4.1)."""
+        self._cached_key = None
         if self.outstanding is None:
             return []
         self.ticks_left = self.resend_ticks
         return [Send(to=r, message=self.outstanding) for r in range(self.replica_count)]
 
-    def state_key(self) -> tuple[object, ...]:
-        """The client's protocol state as a hashable tuple (the explorer's view)."""
-        return (self.client_id, self.view, self.request_number, self.outstanding)
+    def state_key(self) -> ClientKey:
+        """The client's protocol state, frozen (cached until the next event)."""
+        key = self._cached_key
+        if key is None:
+            key = self._cached_key = ClientKey(
+                client_id=self.client_id,
+                view=self.view,
+                request_number=self.request_number,
+                outstanding=self.outstanding,
+            )
+        return key
 
     def clone(self) -> Client:
         other = Client(

@@ -7,8 +7,8 @@ clock, no randomness. Events go in, effects come out as data:
 
 - ``on_message(message)``: a decoded peer message or a client REQUEST;
 - ``on_tick()``: one unit of time passed; armed timers count down and fire;
-- ``on_timeout(name)``: fire one armed timer now (the explorer's way of saying "some time
-  passed"; it treats every armed timer as able to fire);
+- ``on_timeout(timer)``: fire one armed ``Timer`` now (the explorer's way of saying "some
+  time passed"; it treats every armed timer as able to fire);
 - ``Replica.recovering(..., nonce=x)``: a replica restarted without its state; the driver
   supplies the nonce (VRR §4.3), so randomness stays outside.
 
@@ -21,7 +21,7 @@ survived the guards, then the state change. Ignored messages are counted by reas
 ``ignored`` so that a driver can surface them.
 
 Where the paper's text is unsafe or silent, the choices are those of ``spec/vr.md`` and the
-traps in VR-NOTES.md, each with a test named after its number:
+traps in spec/traps.md, each with a test named after its number:
 
 - State transfer (§5.2, trap 1): a replica that learns of a later view does NOT adopt the
   view or truncate its log when it sends GETSTATE; it keeps its log and its last normal view,
@@ -52,11 +52,13 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Final, TypeAlias, assert_never
+import operator
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import KW_ONLY, dataclass, fields, replace
+from typing import Any, Final, Protocol, TypeAlias, assert_never
 
 from vrref.core.messages import (
+    PREPARE_ENTRIES_MAX,
     Commit,
     DoViewChange,
     GetState,
@@ -81,6 +83,26 @@ class Status(enum.Enum):
     NORMAL = "normal"
     VIEW_CHANGE = "view-change"
     RECOVERING = "recovering"
+
+    def __repr__(self) -> str:
+        # Short, and cheap: fingerprints hash the repr of every replica state.
+        return f"Status.{self._name_}"
+
+
+class Timer(enum.StrEnum):
+    """A replica's timers. Each has a handler ``on_<value>_timeout`` (``Replica._fire``) and a
+    duration, the Config field ``TIMERS[timer]``. The values are the names that histories,
+    traces and JSON use; a member equals its value, and sorts by it."""
+
+    HEARTBEAT = "heartbeat"
+    PRIMARY = "primary"
+    VIEW_CHANGE_RESEND = "view_change_resend"
+    VIEW_CHANGE_STALLED = "view_change_stalled"
+    RECOVERY = "recovery"
+    STATE_TRANSFER = "state_transfer"
+
+    def __repr__(self) -> str:
+        return f"Timer.{self._name_}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,6 +139,12 @@ class Config:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.prepare_entries_max > PREPARE_ENTRIES_MAX:
+            # The codec's bounds are checked against a PREPARE of this many entries.
+            raise ValueError(
+                f"prepare_entries_max must be at most {PREPARE_ENTRIES_MAX}"
+                " (vrref/core/messages.py sizes the message bound for it)"
+            )
 
     @property
     def f(self) -> int:
@@ -132,19 +160,19 @@ class Config:
         """The primary of a view is replica view mod n (VRR §4)."""
         return view % self.replica_count
 
-    def timer_ticks(self, name: str) -> int:
-        ticks: int = getattr(self, TIMERS[name])
+    def timer_ticks(self, timer: Timer) -> int:
+        ticks: int = getattr(self, TIMERS[timer])
         return ticks
 
 
-# Timer name -> the Config field giving its duration. Each has a handler on_<name>_timeout.
-TIMERS: Final = {
-    "heartbeat": "heartbeat_ticks",
-    "primary": "primary_timeout_ticks",
-    "view_change_resend": "view_change_resend_ticks",
-    "view_change_stalled": "view_change_stalled_ticks",
-    "recovery": "recovery_resend_ticks",
-    "state_transfer": "state_transfer_resend_ticks",
+# Timer -> the Config field giving its duration.
+TIMERS: Final[Mapping[Timer, str]] = {
+    Timer.HEARTBEAT: "heartbeat_ticks",
+    Timer.PRIMARY: "primary_timeout_ticks",
+    Timer.VIEW_CHANGE_RESEND: "view_change_resend_ticks",
+    Timer.VIEW_CHANGE_STALLED: "view_change_stalled_ticks",
+    Timer.RECOVERY: "recovery_resend_ticks",
+    Timer.STATE_TRANSFER: "state_transfer_resend_ticks",
 }
 
 
@@ -181,37 +209,274 @@ class Snapshot:
     service_digest: str
 
 
+class ClientRenaming(Protocol):
+    """A renaming of the clients (the explorer's client symmetry), as it applies to the
+    values of the replica state: client-ids, the ops clients chose, and their results."""
+
+    def client_id(self, client_id: int) -> int: ...
+
+    def op(self, op: str) -> str: ...
+
+    def result(self, result: str) -> str: ...
+
+    def service_digest(self, digest: str) -> str:
+        """The digest of the service that executed the renamed ops instead."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaKey:
+    """Everything that determines a replica's future behaviour: its protocol state, frozen.
+
+    One field per entry of ``PROTOCOL_STATE``, in its order; ``Replica.state_key``,
+    ``Replica.clone`` and ``Replica.snapshot`` are derived from that table, so a variable
+    added there is covered by all three. Timer countdowns are abstracted to the set of armed
+    timers (the explorer fires any armed timer at any time); the service is represented by
+    its digest (the client-table and the digest are functions of the committed prefix of
+    the log). Maps and sets are sorted, so equal states have equal keys, and the ``repr`` of
+    the fields' values is the same in every process: the fingerprint hashes it.
+    """
+
+    replica: int
+    status: Status
+    view: int
+    last_normal_view: int
+    log: Log
+    commit_number: int
+    client_table: tuple[tuple[int, tuple[int, str]], ...]
+    acks: tuple[tuple[int, int], ...]
+    start_view_change_votes: tuple[int, ...]
+    do_view_changes: tuple[tuple[int, DoViewChange], ...]
+    dvc_sent: bool
+    nonce: int | None
+    recovery_responses: tuple[tuple[int, RecoveryResponse], ...]
+    state_transfer_view: int | None
+    state_transfer_attempt: int
+    armed_timers: tuple[Timer, ...]
+    service_digest: str
+
+    def relabel(self, rename: ClientRenaming) -> ReplicaKey:
+        """This key with the clients renamed: the key of the replica that would have seen
+        the renamed clients instead (used for the explorer's client symmetry)."""
+        return ReplicaKey(
+            *[
+                getattr(self, v.key)
+                if v.relabel is None
+                else v.relabel(getattr(self, v.key), rename)
+                for v in PROTOCOL_STATE
+            ]
+        )
+
+    def snapshot(self) -> Snapshot:
+        """The part of the key that spec/invariants.py and histories look at."""
+        return _snapshot(_key_values(self))
+
+    def fingerprint(self) -> int:
+        """A 64-bit fingerprint of the key, stable across processes."""
+        return _fingerprint(_key_values(self))
+
+
+@dataclass(frozen=True, slots=True)
+class StateVar:
+    """One variable of the protocol state: a Replica attribute, and how ``clone``,
+    ``state_key`` and ``ReplicaKey.relabel`` treat it."""
+
+    attr: str
+    _: KW_ONLY
+    relabel: Callable[[Any, ClientRenaming], Any] | None
+    """How the frozen value changes when the clients are renamed; None: it names none."""
+    copy: Callable[[Any], Any] | None = None
+    """How ``clone`` copies the value; None: it is immutable, and shared."""
+    freeze: Callable[[Any], Any] | None = None
+    """How ``state_key`` makes it an immutable, canonical value; None: it is one."""
+    key: str = ""
+    """Its ReplicaKey field; by default the attribute's name without a leading underscore."""
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", self.attr.lstrip("_"))
+
+
+def _sorted_items(mapping: Mapping[Any, Any]) -> tuple[tuple[Any, Any], ...]:
+    return tuple(sorted(mapping.items()))
+
+
+def _sorted(items: Iterable[Any]) -> tuple[Any, ...]:
+    return tuple(sorted(items))
+
+
+def _relabel_log(log: Log, rename: ClientRenaming) -> Log:
+    return tuple(
+        LogEntry(
+            view=entry.view,
+            request=Request(
+                op=rename.op(entry.request.op),
+                client_id=rename.client_id(entry.request.client_id),
+                request_number=entry.request.request_number,
+            ),
+        )
+        for entry in log
+    )
+
+
+def _relabel_client_table(
+    table: tuple[tuple[int, tuple[int, str]], ...], rename: ClientRenaming
+) -> tuple[tuple[int, tuple[int, str]], ...]:
+    return tuple(
+        sorted(
+            (rename.client_id(c), (number, rename.result(result))) for c, (number, result) in table
+        )
+    )
+
+
+def _relabel_do_view_changes(
+    kept: tuple[tuple[int, DoViewChange], ...], rename: ClientRenaming
+) -> tuple[tuple[int, DoViewChange], ...]:
+    return tuple((i, replace(m, log=_relabel_log(m.log, rename))) for i, m in kept)
+
+
+def _relabel_recovery_responses(
+    kept: tuple[tuple[int, RecoveryResponse], ...], rename: ClientRenaming
+) -> tuple[tuple[int, RecoveryResponse], ...]:
+    return tuple(
+        (i, m if m.log is None else replace(m, log=_relabel_log(m.log, rename))) for i, m in kept
+    )
+
+
+def _relabel_service_digest(digest: str, rename: ClientRenaming) -> str:
+    return rename.service_digest(digest)
+
+
+# The protocol state of a replica (VRR Fig. 2 and what §4.2-§5.2 add), declared once: the
+# Replica slots, ReplicaKey's fields (same order), clone, state_key and snapshot follow it.
+PROTOCOL_STATE: Final[tuple[StateVar, ...]] = (
+    StateVar("replica", relabel=None),
+    StateVar("status", relabel=None),
+    StateVar("view", relabel=None),
+    StateVar("last_normal_view", relabel=None),
+    StateVar("log", copy=list, freeze=tuple, relabel=_relabel_log),
+    StateVar("commit_number", relabel=None),
+    # client-id -> (request-number, result) of the newest executed request (§4.1).
+    StateVar("client_table", copy=dict, freeze=_sorted_items, relabel=_relabel_client_table),
+    # Primary: replica -> highest op-number it acknowledged in this view.
+    StateVar("acks", copy=dict, freeze=_sorted_items, relabel=None),
+    # View change (§4.2): votes and DOVIEWCHANGEs for self.view, and whether ours is sent.
+    StateVar("start_view_change_votes", copy=set, freeze=_sorted, relabel=None),
+    StateVar("do_view_changes", copy=dict, freeze=_sorted_items, relabel=_relabel_do_view_changes),
+    StateVar("_dvc_sent", relabel=None),
+    # Recovery (§4.3).
+    StateVar("nonce", relabel=None),
+    StateVar(
+        "recovery_responses",
+        copy=dict,
+        freeze=_sorted_items,
+        relabel=_relabel_recovery_responses,
+    ),
+    # State transfer (§5.2): the view whose state we asked for, if any, and whom we asked.
+    StateVar("state_transfer_view", relabel=None),
+    StateVar("_state_transfer_attempt", relabel=None),
+    # Timer -> ticks left; only armed timers are present. The key keeps which are armed.
+    StateVar("timers", copy=dict, freeze=_sorted, key="armed_timers", relabel=None),
+    StateVar(
+        "service",
+        copy=operator.methodcaller("clone"),
+        freeze=operator.methodcaller("digest"),
+        key="service_digest",
+        relabel=_relabel_service_digest,
+    ),
+)
+if tuple(v.key for v in PROTOCOL_STATE) != tuple(f.name for f in fields(ReplicaKey)):
+    raise TypeError("PROTOCOL_STATE and ReplicaKey must name the same variables, in one order")
+
+# The other attributes of a Replica, by kind (tests/core/test_replica_state.py requires every
+# slot to be protocol state or one of these):
+# - configuration: fixed at construction, shared by clones;
+# - observation: counted for the driver, no influence on behaviour, so not in the key;
+# - scratch: used within one event; between events empty, or a function of the state;
+# - cache: derived from the protocol state, cleared by every event.
+NON_PROTOCOL_SLOTS: Final[Mapping[str, str]] = {
+    "config": "configuration",
+    "_service_factory": "configuration",
+    "ignored": "observation",
+    "_effects": "scratch",
+    "_prepare_from": "scratch",
+    "_cached_key": "cache",
+    "_cached_key_values": "cache",
+    "_cached_snapshot": "cache",
+    "_cached_fingerprint": "cache",
+}
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+# (attribute, how to freeze it into the key), (attribute, how clone copies it): the table
+# read once, so the two loops below do no more than look up and call.
+_FREEZES: Final[tuple[tuple[str, Callable[[Any], Any]], ...]] = tuple(
+    (v.attr, v.freeze or _identity) for v in PROTOCOL_STATE
+)
+_COPIES: Final[tuple[tuple[str, Callable[[Any], Any] | None], ...]] = tuple(
+    (v.attr, v.copy) for v in PROTOCOL_STATE
+)
+
+
+def _key_values_of(replica: Replica) -> tuple[Any, ...]:
+    """The values of ``replica``'s ReplicaKey fields: each variable of PROTOCOL_STATE, frozen
+    as the table says."""
+    return tuple([freeze(getattr(replica, attr)) for attr, freeze in _FREEZES])
+
+
+def _copy_protocol_state(source: Replica, target: Replica) -> None:
+    """Each variable of PROTOCOL_STATE copied from ``source`` to ``target`` as the table
+    says (shared when it is immutable)."""
+    for attr, copy in _COPIES:
+        value = getattr(source, attr)
+        setattr(target, attr, value if copy is None else copy(value))
+
+
+# Fingerprint and snapshot work on the key's values (a tuple, in field order), cheaper to
+# make than the ReplicaKey, which is made only when asked for.
+_key_values: Final = operator.attrgetter(*(f.name for f in fields(ReplicaKey)))
+_AT: Final = {f.name: i for i, f in enumerate(fields(ReplicaKey))}
+_snapshot_values: Final = operator.itemgetter(
+    _AT["replica"],
+    _AT["status"],
+    _AT["view"],
+    _AT["last_normal_view"],
+    _AT["log"],
+    _AT["commit_number"],
+    _AT["service_digest"],
+)
+
+
+def _snapshot(values: tuple[Any, ...]) -> Snapshot:
+    """The Snapshot of a key, from its values."""
+    replica, status, view, last_normal_view, log, commit_number, digest = _snapshot_values(values)
+    return Snapshot(
+        replica=replica,
+        status=status.value,
+        view=view,
+        last_normal_view=last_normal_view,
+        op_number=len(log),
+        commit_number=commit_number,
+        log=log,
+        service_digest=digest,
+    )
+
+
+def _fingerprint(values: tuple[Any, ...]) -> int:
+    """The fingerprint of a key, from its values: blake2b of their repr, which is the same in
+    every process (never Python's salted ``hash``)."""
+    digest = hashlib.blake2b(repr(values).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
 class Replica:
     """One VR replica. Mutable for speed in the runtime; ``clone`` and ``fingerprint`` serve
     the explorer, which forks and deduplicates replica states."""
 
-    __slots__ = (
-        "_cached_fingerprint",
-        "_cached_key",
-        "_cached_snapshot",
-        "_dvc_sent",
-        "_effects",
-        "_prepare_from",
-        "_service_factory",
-        "_state_transfer_attempt",
-        "acks",
-        "client_table",
-        "commit_number",
-        "config",
-        "do_view_changes",
-        "ignored",
-        "last_normal_view",
-        "log",
-        "nonce",
-        "recovery_responses",
-        "replica",
-        "service",
-        "start_view_change_votes",
-        "state_transfer_view",
-        "status",
-        "timers",
-        "view",
-    )
+    __slots__ = (*(v.attr for v in PROTOCOL_STATE), *NON_PROTOCOL_SLOTS)
 
     def __init__(
         self,
@@ -221,44 +486,39 @@ class Replica:
     ) -> None:
         assert 0 <= replica < config.replica_count
         self.config = config
-        self.replica = replica
         self._service_factory = service_factory
-        self.service: StateMachine = service_factory()
-        # VRR Fig. 2 state.
-        self.view = 0
+        # The protocol state (PROTOCOL_STATE says what each variable is), initially.
+        self.replica = replica
         self.status = Status.NORMAL
+        self.view = 0
+        self.last_normal_view = 0
         self.log: list[LogEntry] = []
         self.commit_number = 0
-        self.last_normal_view = 0
-        # client-id -> (request-number, result) of the newest executed request (§4.1).
         self.client_table: dict[int, tuple[int, str]] = {}
-        # Primary: replica -> highest op-number it acknowledged in this view.
         self.acks: dict[int, int] = {}
-        # View change (§4.2): votes and DOVIEWCHANGEs for self.view.
         self.start_view_change_votes: set[int] = set()
         self.do_view_changes: dict[int, DoViewChange] = {}
         self._dvc_sent = False
-        # Recovery (§4.3).
         self.nonce: int | None = None
         self.recovery_responses: dict[int, RecoveryResponse] = {}
-        # State transfer (§5.2): the view whose state we asked for, if any.
         self.state_transfer_view: int | None = None
         self._state_transfer_attempt = 0
-        # Timer name -> ticks left; only armed timers are present.
-        self.timers: dict[str, int] = {}
+        self.timers: dict[Timer, int] = {}
+        self.service: StateMachine = service_factory()
         # Why messages were ignored, counted; not part of the protocol state.
         self.ignored: dict[str, int] = {}
         self._effects: list[Effect] = []
-        # state_key and snapshot are cached until the next event: the explorer shares an
-        # unchanged replica between states. Every entry point below clears them.
-        self._cached_key: tuple[object, ...] | None = None
+        self._prepare_from = 1  # first op-number not yet sent in a PREPARE
+        # state_key, snapshot and fingerprint are cached until the next event: the explorer
+        # shares an unchanged replica between states. Every entry point below clears them.
+        self._cached_key: ReplicaKey | None = None
+        self._cached_key_values: tuple[Any, ...] | None = None
         self._cached_snapshot: Snapshot | None = None
         self._cached_fingerprint: int | None = None
-        self._prepare_from = 1  # first op-number not yet sent in a PREPARE
         if self.is_primary:
-            self._arm("heartbeat")
+            self._arm(Timer.HEARTBEAT)
         else:
-            self._arm("primary")
+            self._arm(Timer.PRIMARY)
 
     @classmethod
     def recovering(
@@ -275,7 +535,7 @@ class Replica:
         self.status = Status.RECOVERING
         self.nonce = nonce
         self._broadcast(Recovery(replica=replica, nonce=nonce))
-        self._arm("recovery")
+        self._arm(Timer.RECOVERY)
         return self, self._take_effects()
 
     # -----------------------------------------------------------------------------------
@@ -293,95 +553,61 @@ class Replica:
     def is_primary(self) -> bool:
         return self.primary == self.replica
 
+    def state_key(self) -> ReplicaKey:
+        """Everything that determines this replica's future behaviour (cached): each
+        variable of ``PROTOCOL_STATE``, frozen as it says. The ``ignored`` counters are
+        observations, not state."""
+        key = self._cached_key
+        if key is None:
+            key = self._cached_key = ReplicaKey(*self._key_values())
+        return key
+
+    def _key_values(self) -> tuple[Any, ...]:
+        """The values of ``state_key``'s fields, in order (cached)."""
+        values = self._cached_key_values
+        if values is None:
+            values = self._cached_key_values = _key_values_of(self)
+        return values
+
     def snapshot(self) -> Snapshot:
-        if self._cached_snapshot is not None:
-            return self._cached_snapshot
-        self._cached_snapshot = Snapshot(
-            replica=self.replica,
-            status=self.status.value,
-            view=self.view,
-            last_normal_view=self.last_normal_view,
-            op_number=self.op_number,
-            commit_number=self.commit_number,
-            log=tuple(self.log),
-            service_digest=self.service.digest(),
-        )
-        return self._cached_snapshot
-
-    def state_key(self) -> tuple[object, ...]:
-        """Everything that determines this replica's future behaviour, as a hashable tuple.
-
-        Timer countdowns are abstracted to the set of armed timers (the explorer fires any
-        armed timer at any time), and the ``ignored`` counters are observations, not state.
-        The service is represented by its digest and the client-table, which are functions
-        of the committed prefix of the log.
-        """
-        if self._cached_key is not None:
-            return self._cached_key
-        self._cached_key = (
-            self.replica,
-            self.status.value,
-            self.view,
-            self.last_normal_view,
-            tuple(self.log),
-            self.commit_number,
-            tuple(sorted(self.client_table.items())),
-            tuple(sorted(self.acks.items())),
-            tuple(sorted(self.start_view_change_votes)),
-            tuple(sorted(self.do_view_changes.items())),
-            self._dvc_sent,
-            self.nonce,
-            tuple(sorted(self.recovery_responses.items())),
-            self.state_transfer_view,
-            self._state_transfer_attempt,
-            tuple(sorted(self.timers)),
-            self.service.digest(),
-        )
-        return self._cached_key
+        """The replica's state as the invariants see it: ``state_key().snapshot()`` (cached)."""
+        snapshot = self._cached_snapshot
+        if snapshot is None:
+            snapshot = self._cached_snapshot = _snapshot(self._key_values())
+        return snapshot
 
     def fingerprint(self) -> int:
-        """A 64-bit fingerprint of ``state_key``, stable across processes (cached)."""
-        if self._cached_fingerprint is None:
-            digest = hashlib.blake2b(repr(self.state_key()).encode(), digest_size=8).digest()
-            self._cached_fingerprint = int.from_bytes(digest, "little")
-        return self._cached_fingerprint
+        """``state_key().fingerprint()``: 64 bits, stable across processes (cached)."""
+        fingerprint = self._cached_fingerprint
+        if fingerprint is None:
+            fingerprint = self._cached_fingerprint = _fingerprint(self._key_values())
+        return fingerprint
 
     def clone(self) -> Replica:
-        """An independent copy sharing only immutable values."""
+        """An independent copy sharing only immutable values: each variable of
+        ``PROTOCOL_STATE`` copied as it says, the configuration shared, the observations
+        copied, no effects pending and nothing cached."""
         other = object.__new__(type(self))
+        _copy_protocol_state(self, other)
         other.config = self.config
-        other.replica = self.replica
         other._service_factory = self._service_factory
-        other.service = self.service.clone()
-        other.view = self.view
-        other.status = self.status
-        other.log = list(self.log)
-        other.commit_number = self.commit_number
-        other.last_normal_view = self.last_normal_view
-        other.client_table = dict(self.client_table)
-        other.acks = dict(self.acks)
-        other.start_view_change_votes = set(self.start_view_change_votes)
-        other.do_view_changes = dict(self.do_view_changes)
-        other._dvc_sent = self._dvc_sent
-        other.nonce = self.nonce
-        other.recovery_responses = dict(self.recovery_responses)
-        other.state_transfer_view = self.state_transfer_view
-        other._state_transfer_attempt = self._state_transfer_attempt
-        other.timers = dict(self.timers)
         other.ignored = dict(self.ignored)
         other._effects = []
+        other._prepare_from = self._prepare_from
         other._cached_key = None
+        other._cached_key_values = None
         other._cached_snapshot = None
         other._cached_fingerprint = None
-        other._prepare_from = self._prepare_from
         return other
 
     def _invalidate(self) -> None:
         self._cached_key = None
+        self._cached_key_values = None
         self._cached_snapshot = None
         self._cached_fingerprint = None
 
-    def armed_timers(self) -> tuple[str, ...]:
+    def armed_timers(self) -> tuple[Timer, ...]:
+        """The armed timers, in name order."""
         return tuple(sorted(self.timers))
 
     # -----------------------------------------------------------------------------------
@@ -408,22 +634,24 @@ class Replica:
         order."""
         self._invalidate()
         expired = []
-        for name in sorted(self.timers):
-            self.timers[name] -= 1
-            if self.timers[name] <= 0:
-                expired.append(name)
-        for name in expired:
-            if name in self.timers and self.timers[name] <= 0:
-                self._fire(name)
+        for timer in sorted(self.timers):
+            self.timers[timer] -= 1
+            if self.timers[timer] <= 0:
+                expired.append(timer)
+        for timer in expired:
+            if timer in self.timers and self.timers[timer] <= 0:
+                self._fire(timer)
         self._flush_prepare()
         return self._take_effects()
 
-    def on_timeout(self, name: str) -> list[Effect]:
-        """Fires an armed timer now (the explorer's time step)."""
+    def on_timeout(self, timer: Timer | str) -> list[Effect]:
+        """Fires an armed timer now (the explorer's time step). A timer's name is accepted
+        too (``Timer(name)``); an unknown name is a ValueError, like a timer not armed."""
+        timer = Timer(timer)
         self._invalidate()
-        if name not in self.timers:
-            raise ValueError(f"timer {name!r} is not armed at replica {self.replica}")
-        self._fire(name)
+        if timer not in self.timers:
+            raise ValueError(f"timer {timer.value!r} is not armed at replica {self.replica}")
+        self._fire(timer)
         self._flush_prepare()
         return self._take_effects()
 
@@ -456,23 +684,23 @@ class Replica:
             case _:
                 assert_never(message)
 
-    def _fire(self, name: str) -> None:
-        del self.timers[name]
-        match name:
-            case "heartbeat":
+    def _fire(self, timer: Timer) -> None:
+        del self.timers[timer]
+        match timer:
+            case Timer.HEARTBEAT:
                 self.on_heartbeat_timeout()
-            case "primary":
+            case Timer.PRIMARY:
                 self.on_primary_timeout()
-            case "view_change_resend":
+            case Timer.VIEW_CHANGE_RESEND:
                 self.on_view_change_resend_timeout()
-            case "view_change_stalled":
+            case Timer.VIEW_CHANGE_STALLED:
                 self.on_view_change_stalled_timeout()
-            case "recovery":
+            case Timer.RECOVERY:
                 self.on_recovery_timeout()
-            case "state_transfer":
+            case Timer.STATE_TRANSFER:
                 self.on_state_transfer_timeout()
             case _:
-                raise AssertionError(f"unknown timer {name}")
+                assert_never(timer)
 
     # -----------------------------------------------------------------------------------
     # §4.1 Normal operation
@@ -517,7 +745,7 @@ class Replica:
             return self._ignore("malformed prepare")
         assert self.status is Status.NORMAL and message.view == self.view
 
-        self._arm("primary")
+        self._arm(Timer.PRIMARY)
         if first > self.op_number + 1:
             return self._on_prepare_gap(message)
         self.log.extend(message.entries[self.op_number - first + 1 :])
@@ -559,7 +787,7 @@ class Replica:
             return self._ignore("commit at the primary")
         assert self.status is Status.NORMAL and message.view == self.view
 
-        self._arm("primary")
+        self._arm(Timer.PRIMARY)
         if message.commit_number > self.op_number:
             self._request_state(self.view)
         self._commit_up_to(min(message.commit_number, self.op_number))
@@ -577,7 +805,7 @@ class Replica:
                 self._send_prepare(backup, max(acked + 1, window))
             else:
                 self._send(backup, Commit(view=self.view, commit_number=self.commit_number))
-        self._arm("heartbeat")
+        self._arm(Timer.HEARTBEAT)
 
     def on_primary_timeout(self) -> None:
         """A backup heard nothing from its primary in time: start a view change (§4.2)."""
@@ -650,7 +878,7 @@ class Replica:
         self._broadcast(StartViewChange(view=self.view, replica=self.replica))
         if self._dvc_sent and self.primary != self.replica:
             self._send(self.primary, self._do_view_change_message())
-        self._arm("view_change_resend")
+        self._arm(Timer.VIEW_CHANGE_RESEND)
 
     def on_view_change_stalled_timeout(self) -> None:
         """The view change did not complete in time (its primary may be down): try the next
@@ -674,10 +902,10 @@ class Replica:
         self.acks = {}
         if self.state_transfer_view is not None and self.state_transfer_view <= view:
             self._cancel_state_transfer()
-        self.timers.pop("heartbeat", None)
-        self.timers.pop("primary", None)
-        self._arm("view_change_resend")
-        self._arm("view_change_stalled")
+        self.timers.pop(Timer.HEARTBEAT, None)
+        self.timers.pop(Timer.PRIMARY, None)
+        self._arm(Timer.VIEW_CHANGE_RESEND)
+        self._arm(Timer.VIEW_CHANGE_STALLED)
         self._broadcast(StartViewChange(view=view, replica=self.replica))
         self._maybe_send_do_view_change()
 
@@ -747,15 +975,15 @@ class Replica:
         self.acks = {}
         if self.state_transfer_view is not None and self.state_transfer_view <= view:
             self._cancel_state_transfer()
-        self.timers.pop("view_change_resend", None)
-        self.timers.pop("view_change_stalled", None)
+        self.timers.pop(Timer.VIEW_CHANGE_RESEND, None)
+        self.timers.pop(Timer.VIEW_CHANGE_STALLED, None)
         self._commit_up_to(max(self.commit_number, commit_number))
         if self.is_primary:
-            self.timers.pop("primary", None)
-            self._arm("heartbeat")
+            self.timers.pop(Timer.PRIMARY, None)
+            self._arm(Timer.HEARTBEAT)
         else:
-            self.timers.pop("heartbeat", None)
-            self._arm("primary")
+            self.timers.pop(Timer.HEARTBEAT, None)
+            self._arm(Timer.PRIMARY)
 
     # -----------------------------------------------------------------------------------
     # §4.3 Recovery
@@ -823,7 +1051,7 @@ class Replica:
         self.commit_number = 0
         self.nonce = None
         self.recovery_responses = {}
-        self.timers.pop("recovery", None)
+        self.timers.pop(Timer.RECOVERY, None)
         self.view = view
         self._enter_view(view, list(primary_response.log), primary_response.commit_number)
         if self.op_number > self.commit_number:
@@ -836,7 +1064,7 @@ class Replica:
         """Recovery retries until it hears from the primary of the latest view (trap 3)."""
         assert self.status is Status.RECOVERING and self.nonce is not None
         self._broadcast(Recovery(replica=self.replica, nonce=self.nonce))
-        self._arm("recovery")
+        self._arm(Timer.RECOVERY)
 
     # -----------------------------------------------------------------------------------
     # §5.2 State transfer, in its safe variant (trap 1)
@@ -862,7 +1090,7 @@ class Replica:
         order = sorted(others, key=lambda r: (r != primary, (r - primary) % len(others)))
         target = order[self._state_transfer_attempt % len(order)]
         self._send(target, GetState(view=view, op_number=after, replica=self.replica))
-        self._arm("state_transfer")
+        self._arm(Timer.STATE_TRANSFER)
 
     def on_state_transfer_timeout(self) -> None:
         assert self.state_transfer_view is not None
@@ -875,7 +1103,7 @@ class Replica:
     def _cancel_state_transfer(self) -> None:
         self.state_transfer_view = None
         self._state_transfer_attempt = 0
-        self.timers.pop("state_transfer", None)
+        self.timers.pop(Timer.STATE_TRANSFER, None)
 
     def on_get_state(self, message: GetState) -> None:
         if self.status is not Status.NORMAL:
@@ -915,7 +1143,7 @@ class Replica:
             # Only extend: entries this replica acknowledged are never dropped.
             self.log.extend(message.entries[self.op_number - message.after_op_number :])
             self._cancel_state_transfer()
-            self._arm("primary")
+            self._arm(Timer.PRIMARY)
             self._commit_up_to(min(message.commit_number, self.op_number))
         else:
             if message.after_op_number > self.commit_number:
@@ -974,7 +1202,7 @@ class Replica:
         for backup in self._others():
             self._send_prepare(backup, self._prepare_from)
         self._prepare_from = self.op_number + 1
-        self._arm("heartbeat")
+        self._arm(Timer.HEARTBEAT)
 
     def _send_prepare(self, backup: int, first: int) -> None:
         assert 1 <= first <= self.op_number
@@ -1016,8 +1244,8 @@ class Replica:
     def _others(self) -> list[int]:
         return [r for r in range(self.config.replica_count) if r != self.replica]
 
-    def _arm(self, name: str) -> None:
-        self.timers[name] = self.config.timer_ticks(name)
+    def _arm(self, timer: Timer) -> None:
+        self.timers[timer] = self.config.timer_ticks(timer)
 
     def _ignore(self, reason: str) -> None:
         self.ignored[reason] = self.ignored.get(reason, 0) + 1

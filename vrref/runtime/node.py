@@ -25,7 +25,6 @@ thread after each batch of commits (a clone, so a reader never sees half an upda
 
 from __future__ import annotations
 
-import json
 import queue
 import secrets
 import threading
@@ -35,10 +34,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import dns.name
 
+from vrref import history as hist
 from vrref.core.client import Client
 from vrref.core.messages import Message, Reply, to_json
 from vrref.core.replica import Config, Effect, Replica, Send, SendReply
@@ -134,19 +134,6 @@ class ClusterConfig:
         return "\n".join(lines) + "\n"
 
 
-PROTOCOL_FIELDS = (
-    "replica_count",
-    "heartbeat_ticks",
-    "primary_timeout_ticks",
-    "view_change_resend_ticks",
-    "view_change_stalled_ticks",
-    "recovery_resend_ticks",
-    "state_transfer_resend_ticks",
-    "pipeline_max",
-    "prepare_entries_max",
-)
-"""The protocol settings a history header carries, so a checker can rebuild the core."""
-
 PROTOCOL_TABLE_FIELDS = tuple(f.name for f in fields(Config) if f.name != "replica_count")
 """The settings of cluster.toml's [protocol] table: every Config field but replica_count,
 which is the length of the replica list."""
@@ -168,33 +155,6 @@ def _protocol_table(path: Path, data: dict[str, Any]) -> dict[str, int]:
         if type(value) is not int:
             raise ValueError(f"{path}: [protocol] {name} must be an integer, got {value!r}")
     return table
-
-
-class HistoryRecorder:
-    """Appends this replica's events to a JSON Lines history (vrref/history.py format).
-
-    Buffered: a line costs one json.dumps and a buffered write; ``flush`` runs on every tick
-    so a SIGKILL loses at most one tick of events.
-    """
-
-    def __init__(self, path: Path, meta: dict[str, Any]) -> None:
-        self._file: IO[str] = path.open("a", buffering=1 << 16)
-        self._lock = threading.Lock()
-        if path.stat().st_size == 0:
-            self.write({"schema": "vrref-history", "version": 1, **meta})
-
-    def write(self, event: dict[str, Any]) -> None:
-        line = json.dumps(event, separators=(",", ":"))
-        with self._lock:
-            self._file.write(line + "\n")
-
-    def flush(self) -> None:
-        with self._lock:
-            self._file.flush()
-
-    def close(self) -> None:
-        with self._lock:
-            self._file.close()
 
 
 @dataclass(slots=True)
@@ -238,18 +198,18 @@ class Node:
         self.recovering = marker.exists()
         marker.write_text(f"{time.time_ns()}\n")
 
+        # Buffered whole lines, flushed every tick: a SIGKILL loses at most one tick of events.
         self.history = (
-            HistoryRecorder(
+            hist.HistoryWriter(
                 history_path,
-                {
-                    "replica": replica_id,
-                    "replica_count": len(cluster.replicas),
-                    "origin": cluster.origin,
-                    "model": "dns",
-                    "initial": {"records": [list(r) for r in initial.records()]},
-                    "read_mode": cluster.read_mode,
-                    "protocol": {name: getattr(cluster.protocol, name) for name in PROTOCOL_FIELDS},
-                },
+                buffer_bytes=1 << 16,
+                replica=replica_id,
+                replica_count=len(cluster.replicas),
+                origin=cluster.origin,
+                model="dns",
+                initial={"records": [list(r) for r in initial.records()]},
+                read_mode=cluster.read_mode,
+                protocol=hist.protocol_to_json(cluster.protocol),
             )
             if history_path is not None
             else None
@@ -259,11 +219,11 @@ class Node:
             self.core, effects = Replica.recovering(
                 cluster.protocol, replica_id, self._zone_factory, nonce=nonce
             )
-            self._record({"type": "restart", "replica": replica_id, "nonce": nonce})
+            self._record(hist.Restart(replica=replica_id, nonce=nonce, time=time.monotonic_ns()))
         else:
             self.core = Replica(cluster.protocol, replica_id, self._zone_factory)
             effects = []
-            self._record({"type": "boot", "replica": replica_id})
+            self._record(hist.Boot(replica=replica_id, time=time.monotonic_ns()))
         self._published: Zone = self._snapshot_zone()
         self._published_commit = self.core.commit_number
 
@@ -288,7 +248,7 @@ class Node:
             port=me.dns_port,
             keyring=load_keyring(cluster.tsig_key_file),
             origin=origin,
-            history=self._record if self.history is not None else None,
+            history=self._record_client if self.history is not None else None,
             update_timeout_s=update_timeout_s,
         )
         self._initial_effects: list[Effect] = effects
@@ -349,7 +309,10 @@ class Node:
             try:
                 self._handle_batch(batch)
             except Exception as error:  # a bug: record it and stop rather than run on
-                self._record({"type": "crash", "replica": self.replica_id, "error": repr(error)})
+                crash = hist.Crash(
+                    replica=self.replica_id, error=repr(error), time=time.monotonic_ns()
+                )
+                self._record(crash)
                 if self.history is not None:
                     self.history.flush()
                 self._stopping.set()
@@ -380,12 +343,9 @@ class Node:
         if not messages:
             return
         if self.history is not None:
+            batch = tuple(to_json(m) for m in messages)
             self._record(
-                {
-                    "type": "deliver",
-                    "replica": self.replica_id,
-                    "messages": [to_json(m) for m in messages],
-                }
+                hist.Deliver(replica=self.replica_id, messages=batch, time=time.monotonic_ns())
             )
         self._route(self.core.on_messages(messages))
         self._record_state()
@@ -393,7 +353,7 @@ class Node:
     def _tick(self) -> None:
         self._ticks += 1
         if self.history is not None:
-            self._record({"type": "tick", "replica": self.replica_id})
+            self._record(hist.Tick(replica=self.replica_id, time=time.monotonic_ns()))
         self._route(self.core.on_tick())
         self._record_state()
         local: list[Message] = []
@@ -486,37 +446,30 @@ class Node:
                     self.counters["replies for unknown replicas"] += 1
             else:
                 if self.history is not None:
+                    message = to_json(effect.message)
                     self._record(
-                        {
-                            "type": "send",
-                            "replica": self.replica_id,
-                            "to": effect.to,
-                            "message": to_json(effect.message),
-                        }
+                        hist.Send(
+                            replica=self.replica_id,
+                            to=effect.to,
+                            message=message,
+                            time=time.monotonic_ns(),
+                        )
                     )
                 self.transport.send(effect.to, effect.message)
 
-    def _record(self, event: dict[str, Any]) -> None:
+    def _record(self, event: hist.Record) -> None:
         if self.history is not None:
-            event.setdefault("time", time.monotonic_ns())
+            self.history.write(event)
+
+    def _record_client(self, event: dict[str, object]) -> None:
+        """The DNS frontend's client events (JSON objects, parsed and checked by the writer)."""
+        if self.history is not None:
             self.history.write(event)
 
     def _record_state(self) -> None:
-        if self.history is None:
-            return
-        core = self.core
-        self._record(
-            {
-                "type": "state",
-                "replica": self.replica_id,
-                "status": core.status.value,
-                "view": core.view,
-                "last_normal_view": core.last_normal_view,
-                "op_number": core.op_number,
-                "commit_number": core.commit_number,
-                "service_digest": core.service.digest(),
-            }
-        )
+        """The core's state after an input (vrref/history.py's replica_state)."""
+        if self.history is not None:
+            self.history.write(hist.State.of(self.core, time=time.monotonic_ns()))
 
 
 def run_replica(config_path: Path, replica_id: int, state_dir: Path, history: Path | None) -> int:

@@ -2,10 +2,11 @@
 
 A global state is the replicas (``Replica`` objects, or None for a crashed one), the client
 proxies, the messages in flight, and a few counters that the bounds need. Actions are the
-events of the real system, named as in the paper and the history format: ``deliver`` a
-message, ``drop`` one (loss), ``duplicate`` one (deliver it and keep it in flight),
-``timeout`` an armed timer at a replica, ``crash`` a replica (it loses its state),
-``restart`` it into recovery, ``request`` a new client operation, and ``client_timeout``.
+events of the real system, named as in the paper and the history format, one dataclass
+each (``Action`` is their union): ``Deliver`` a message, ``Drop`` one (loss), ``Duplicate``
+one (deliver it and keep it in flight), ``Timeout`` an armed timer at a replica, ``Crash`` a
+replica (it loses its state), ``Restart`` it into recovery, ``ClientRequest`` a new client
+operation, and ``ClientTimeout``.
 
 Next states are computed by cloning the one replica or client that the action touches and
 calling its real handler: the protocol code explored is the code that ships. States are
@@ -26,13 +27,15 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import operator
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass, replace
-from typing import Any, cast
+from typing import Any, ClassVar, Final, TypeAlias, assert_never, cast
 
+from checker.explore.vr import reductions
 from spec import invariants
-from vrref.core.client import Client
+from vrref.core.client import Client, ClientKey
 from vrref.core.messages import (
     Commit,
     DoViewChange,
@@ -48,7 +51,7 @@ from vrref.core.messages import (
     StartView,
     StartViewChange,
 )
-from vrref.core.replica import Config, Effect, Replica, Send, SendReply, Status
+from vrref.core.replica import Config, Effect, Replica, Send, SendReply, Status, Timer
 from vrref.core.statemachine import EchoLog
 
 Address = tuple[str, int]  # ("replica", i) or ("client", client_id)
@@ -80,26 +83,110 @@ class Bounds:
     (a backup's primary timeout, a stalled view change) are bounded by view_number_max."""
 
 
+CLIENT_ID_BASE: Final = 100
+"""Client c of the model (its index in ``VRState.clients``) has client-id 100 + c."""
+
+VIEW_CHANGE_TIMERS: Final = frozenset({Timer.PRIMARY, Timer.VIEW_CHANGE_STALLED})
+"""The timers that start a view change on their own, bounded by ``view_number_max``; the
+others resend, bounded by ``resend_count_max``."""
+
+
 @dataclass(frozen=True, slots=True)
-class Action:
-    name: str
-    target: int = -1
-    detail: Any = None
+class _InFlightAction:
+    """An action on one message in flight: ``to`` the address it is sent to."""
+
+    verb: ClassVar[str]
+    """The action's name, and its history event's type."""
+    to: Address
+    message: Message
+
+    @property
+    def item(self) -> InFlight:
+        return (self.to, self.message)
 
     def __str__(self) -> str:
         from checker.sim.cluster import describe
 
-        match self.name:
-            case "deliver" | "drop" | "duplicate":
-                dst, message = self.detail
-                where = f"{'r' if dst[0] == 'replica' else 'c'}{dst[1]}"
-                return f"{self.name} {describe(message)} to {where}"
-            case "timeout":
-                return f"r{self.target} {self.detail} timeout"
-            case "request":
-                return f"c{self.target} request {self.detail!r}"
-            case _:
-                return f"{self.name} {'r' if self.name != 'client_timeout' else 'c'}{self.target}"
+        kind, index = self.to
+        return f"{self.verb} {describe(self.message)} to {'r' if kind == 'replica' else 'c'}{index}"
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver(_InFlightAction):
+    """The message arrives; it leaves the network."""
+
+    verb: ClassVar[str] = "deliver"
+
+
+@dataclass(frozen=True, slots=True)
+class Drop(_InFlightAction):
+    """The message is lost."""
+
+    verb: ClassVar[str] = "drop"
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate(_InFlightAction):
+    """The message arrives and a copy stays in flight."""
+
+    verb: ClassVar[str] = "duplicate"
+
+
+@dataclass(frozen=True, slots=True)
+class Timeout:
+    """An armed timer fires at a replica."""
+
+    replica: int
+    timer: Timer
+
+    def __str__(self) -> str:
+        return f"r{self.replica} {self.timer} timeout"
+
+
+@dataclass(frozen=True, slots=True)
+class Crash:
+    """A replica crashes and loses its state."""
+
+    replica: int
+
+    def __str__(self) -> str:
+        return f"crash r{self.replica}"
+
+
+@dataclass(frozen=True, slots=True)
+class Restart:
+    """A crashed replica restarts, in recovery."""
+
+    replica: int
+
+    def __str__(self) -> str:
+        return f"restart r{self.replica}"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRequest:
+    """Client ``client`` (an index in ``VRState.clients``) invokes a new operation."""
+
+    client: int
+    op: str
+
+    def __str__(self) -> str:
+        return f"c{self.client} request {self.op!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTimeout:
+    """Client ``client`` (an index in ``VRState.clients``) resends to every replica."""
+
+    client: int
+
+    def __str__(self) -> str:
+        return f"client_timeout c{self.client}"
+
+
+Action: TypeAlias = (
+    Deliver | Drop | Duplicate | Timeout | Crash | Restart | ClientRequest | ClientTimeout
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -135,18 +222,40 @@ class VRState:
                 self.completions,
                 self.client_events,
                 self.ops_submitted,
-                self.crashes,
-                self.drops,
-                self.duplicates,
-                self.resends,
-                self.recovered,
-                self.view_changed,
-                self.committed_in_later_view,
-                self.violation,
+                counters(self),
             )
             object.__setattr__(self, "_key", key)
             return key
         return self._key
+
+
+# VRState's fields as client symmetry (``_relabeled_text``) treats them: the replicas, the
+# clients, the network and the clients' history name clients, and are relabeled; these
+# name none, and are compared as they are. Every field that counts for equality is one or
+# the other, so a field added to VRState must be placed here.
+_NAMING_NO_CLIENT: Final = (
+    "crashes",
+    "drops",
+    "duplicates",
+    "resends",
+    "recovered",
+    "view_changed",
+    "committed_in_later_view",
+    "violation",
+)
+_NAMING_CLIENTS: Final = (
+    "replicas",
+    "clients",
+    "network",
+    "completions",
+    "client_events",
+    "ops_submitted",
+)
+if {f.name for f in fields(VRState) if f.compare} != {*_NAMING_NO_CLIENT, *_NAMING_CLIENTS}:
+    raise TypeError("a field of VRState is missing from _NAMING_NO_CLIENT or _NAMING_CLIENTS")
+counters: Final[Callable[[VRState], tuple[object, ...]]] = operator.attrgetter(*_NAMING_NO_CLIENT)
+"""The counters and flags of a state: its fields that name no client."""
+_client_key_values: Final = operator.attrgetter(*(f.name for f in fields(ClientKey)))
 
 
 class VRModel:
@@ -159,10 +268,14 @@ class VRModel:
         *,
         mutant: str | None = None,
         collect_garbage: bool | None = None,
+        check_reductions: bool = False,
     ) -> None:
         self.bounds = bounds
         self.replica_class = replica_class
         self.collect_garbage = True if collect_garbage is None else collect_garbage
+        self.check_reductions = check_reductions and self.collect_garbage
+        """Deliver every collected message to a clone of its receiver first and require it
+        to be ignored (checker/explore/vr/reductions.py): an ALWAYS property of its own."""
         """Remove messages that the receiver can only ignore (``_obsolete``). Each rule is a
         fact about a handler of the real core, and applies only to a receiver whose class
         runs that very handler: a mutant that overrides it keeps its messages, so the
@@ -181,7 +294,8 @@ class VRModel:
             self.replica_class(self.config, i, EchoLog) for i in range(self.bounds.replica_count)
         )
         clients = tuple(
-            Client(100 + c, self.bounds.replica_count) for c in range(self.bounds.client_count)
+            Client(CLIENT_ID_BASE + c, self.bounds.replica_count)
+            for c in range(self.bounds.client_count)
         )
         return [
             VRState(
@@ -196,34 +310,34 @@ class VRModel:
         if state.violation is not None:
             return  # a broken state is a dead end: the property reports it
         b = self.bounds
-        for item in sorted(state.network, key=repr):
-            yield Action("deliver", detail=item)
+        for to, message in sorted(state.network, key=repr):
+            yield Deliver(to, message)
             if state.drops < b.drop_count_max:
-                yield Action("drop", detail=item)
+                yield Drop(to, message)
             if state.duplicates < b.duplicate_count_max:
-                yield Action("duplicate", detail=item)
+                yield Duplicate(to, message)
         for i, r in enumerate(state.replicas):
             if r is None:
-                yield Action("restart", i)
+                yield Restart(i)
                 continue
-            for name in r.armed_timers():
-                if name in ("primary", "view_change_stalled"):
+            for timer in r.armed_timers():
+                if timer in VIEW_CHANGE_TIMERS:
                     if r.view >= b.view_number_max:
                         continue  # would start a view beyond the bound
                     if b.view_change_replicas is not None and i not in b.view_change_replicas:
                         continue
                 elif state.resends >= b.resend_count_max:
                     continue
-                yield Action("timeout", i, name)
+                yield Timeout(i, timer)
             down = sum(1 for x in state.replicas if x is None or x.status is Status.RECOVERING)
             may_crash = b.crash_replicas is None or i in b.crash_replicas
             if state.crashes < b.crash_count_max and down < self.config.f and may_crash:
-                yield Action("crash", i)
+                yield Crash(i)
         for c, client in enumerate(state.clients):
             if client.outstanding is None and state.ops_submitted[c] < b.ops_per_client:
-                yield Action("request", c, f"c{c}.{state.ops_submitted[c] + 1}")
+                yield ClientRequest(c, f"c{c}.{state.ops_submitted[c] + 1}")
             elif client.outstanding is not None and b.client_timeouts:
-                yield Action("client_timeout", c)
+                yield ClientTimeout(c)
 
     def next_state(self, state: VRState, action: Action) -> VRState | None:
         try:
@@ -270,9 +384,12 @@ class VRModel:
             network += digest
         summary = (
             tuple(0 if r is None else r.fingerprint() for r in state.replicas),
-            tuple(c.state_key() for c in state.clients),
+            tuple(_client_key_values(c.state_key()) for c in state.clients),
             network & _MASK,
-            state.key()[3:],
+            state.completions,
+            state.client_events,
+            state.ops_submitted,
+            counters(state),
         )
         return _digest(repr(summary))
 
@@ -307,6 +424,9 @@ class VRModel:
         always: list[tuple[str, str, Callable[[VRState], bool]]] = [
             (CORE_RAISES_NOTHING, "always", lambda s: not _is_assertion(s.violation)),
         ]
+        if self.check_reductions:
+            prop = reductions.PROPERTY
+            always.append((prop, "always", functools.partial(_step_holds, prop)))
         for step_invariant in invariants.STEP_INVARIANTS:
             name = step_invariant.__name__
             always.append((name, "always", functools.partial(_step_holds, name)))
@@ -409,16 +529,16 @@ class VRModel:
         effects: list[tuple[Address, Sequence[Effect]]] = []
         touched: int | None = None
 
-        match action.name:
-            case "deliver" | "duplicate":
-                item: InFlight = action.detail
+        match action:
+            case Deliver() | Duplicate():
+                item = action.item
                 if item not in network:
                     return None
-                if action.name == "deliver":
+                if isinstance(action, Deliver):
                     network.discard(item)
                 else:
                     changes["duplicates"] = state.duplicates + 1
-                (kind, dst), message = item
+                (kind, dst), message = action.to, action.message
                 if kind == "client":
                     c = next(i for i, cl in enumerate(clients) if cl.client_id == dst)
                     client = clients[c].clone()
@@ -441,50 +561,49 @@ class VRModel:
                         replica = replica.clone()
                         effects.append((("replica", dst), replica.on_message(message)))
                         replicas[dst] = replica
-            case "drop":
-                if action.detail not in network:
+            case Drop():
+                if action.item not in network:
                     return None
-                network.discard(action.detail)
+                network.discard(action.item)
                 changes["drops"] = state.drops + 1
-            case "timeout":
-                replica = replicas[action.target]
-                if replica is None or action.detail not in replica.timers:
+            case Timeout(replica=i, timer=timer):
+                replica = replicas[i]
+                if replica is None or timer not in replica.timers:
                     return None
-                touched = action.target
-                if action.detail not in ("primary", "view_change_stalled"):
+                touched = i
+                if timer not in VIEW_CHANGE_TIMERS:
                     changes["resends"] = state.resends + 1
                 replica = replica.clone()
-                effects.append((("replica", action.target), replica.on_timeout(action.detail)))
-                replicas[action.target] = replica
-            case "crash":
-                replicas[action.target] = None
+                effects.append((("replica", i), replica.on_timeout(timer)))
+                replicas[i] = replica
+            case Crash(replica=i):
+                replicas[i] = None
                 changes["crashes"] = state.crashes + 1
-            case "restart":
-                if replicas[action.target] is not None:
+            case Restart(replica=i):
+                if replicas[i] is not None:
                     return None
                 replica, recovery = self.replica_class.recovering(
-                    self.config, action.target, EchoLog, nonce=1000 + state.crashes
+                    self.config, i, EchoLog, nonce=1000 + state.crashes
                 )
-                replicas[action.target] = replica
-                effects.append((("replica", action.target), recovery))
-            case "request":
-                c = action.target
+                replicas[i] = replica
+                effects.append((("replica", i), recovery))
+            case ClientRequest(client=c, op=op):
                 client = clients[c].clone()
-                effects.append((("client", client.client_id), client.submit(action.detail)))
+                effects.append((("client", client.client_id), client.submit(op)))
                 clients[c] = client
                 submitted = list(state.ops_submitted)
                 submitted[c] += 1
                 changes["ops_submitted"] = tuple(submitted)
                 changes["client_events"] = (
                     *state.client_events,
-                    ("invoke", client.client_id, action.detail),
+                    ("invoke", client.client_id, op),
                 )
-            case "client_timeout":
-                client = clients[action.target].clone()
+            case ClientTimeout(client=c):
+                client = clients[c].clone()
                 effects.append((("client", client.client_id), client.on_timeout()))
-                clients[action.target] = client
+                clients[c] = client
             case _:
-                raise ValueError(f"unknown action {action.name}")
+                assert_never(action)
 
         sent: list[InFlight] = []
         for _src, produced in effects:
@@ -502,11 +621,22 @@ class VRModel:
             changed: set[Address] = {dst for dst, _ in sent}
             if touched is not None:
                 changed.add(("replica", touched))
-            if action.name in ("request", "client_timeout"):
-                changed.add(("client", clients[action.target].client_id))
-            elif action.name in ("deliver", "duplicate") and action.detail[0][0] == "client":
-                changed.add(action.detail[0])
+            match action:
+                case ClientRequest(client=c) | ClientTimeout(client=c):
+                    changed.add(("client", clients[c].client_id))
+                case Deliver(to=to) | Duplicate(to=to) if to[0] == "client":
+                    changed.add(to)
+                case Deliver() | Duplicate() | Drop() | Timeout() | Crash() | Restart():
+                    pass  # a replica's change is ``touched``
+                case _:
+                    assert_never(action)
             stale = [m for m in network if m[0] in changed and _obsolete(m, replicas, clients)]
+            if self.check_reductions:
+                for item in stale:
+                    problem = reductions.collected_but_not_ignored(item, replicas, clients)
+                    if problem is not None:
+                        changes["violation"] = f"{reductions.PROPERTY}: {problem}"
+                        break
             network.difference_update(stale)
 
         if touched is not None:
@@ -515,7 +645,7 @@ class VRModel:
             if before is not None:
                 found = invariants.check_step(before.snapshot(), after.snapshot())
                 if found:
-                    changes["violation"] = str(found[0])
+                    changes.setdefault("violation", str(found[0]))
                 newly = after.log[before.commit_number : after.commit_number]
                 primary_in_view = all(
                     r.status is Status.NORMAL and r.is_primary and r.view == after.view
@@ -668,79 +798,81 @@ def _two_ops_at_one_replica_only(state: VRState) -> bool:
 _OP = re.compile(r"^c(\d+)\.(\d+)$")
 
 
-def _relabeled_text(state: VRState, perm: Sequence[int]) -> str:
-    """The content of ``state`` with client c renamed perm[c] (its id 100 + c and the
-    names of its ops "c<c>.<k>" alike), as canonical text."""
-    ids = {100 + c: 100 + perm[c] for c in range(len(perm))}
+@dataclass(frozen=True, slots=True)
+class ClientPermutation:
+    """Client c renamed perm[c]: its client-id ``CLIENT_ID_BASE + c`` and the names of its
+    ops "c<c>.<k>" alike, and so the results "<position>:<op>" of its ops (the core's
+    ``ClientRenaming``). Other client-ids and ops are left as they are."""
 
-    def op(text: str) -> str:
-        match = _OP.match(text)
+    perm: tuple[int, ...]
+
+    def client_id(self, client_id: int) -> int:
+        c = client_id - CLIENT_ID_BASE
+        return CLIENT_ID_BASE + self.perm[c] if 0 <= c < len(self.perm) else client_id
+
+    def op(self, op: str) -> str:
+        match = _OP.match(op)
         if match is None:
-            return text
-        return f"c{perm[int(match.group(1))]}.{match.group(2)}"
+            return op
+        return f"c{self.perm[int(match.group(1))]}.{match.group(2)}"
 
-    def result(text: str) -> str:
-        position, sep, rest = text.partition(":")
-        return f"{position}{sep}{op(rest)}" if sep else op(text)
+    def result(self, result: str) -> str:
+        position, sep, rest = result.partition(":")
+        return f"{position}{sep}{self.op(rest)}" if sep else self.op(result)
 
-    def value(v: object) -> object:
+    def service_digest(self, digest: str) -> str:
+        # The model's service is EchoLog, whose digest is its ops joined by "|" (the
+        # model's ops, "c<c>.<k>", contain none).
+        return "|".join(self.op(op) for op in digest.split("|"))
+
+    def message(self, v: object) -> object:
+        """A message in flight (or any value in one), renamed."""
         match v:
             case Request():
                 return Request(
-                    op=op(v.op),
-                    client_id=ids.get(v.client_id, v.client_id),
+                    op=self.op(v.op),
+                    client_id=self.client_id(v.client_id),
                     request_number=v.request_number,
                 )
             case Reply():
                 return replace(
-                    v, client_id=ids.get(v.client_id, v.client_id), result=result(v.result)
+                    v, client_id=self.client_id(v.client_id), result=self.result(v.result)
                 )
             case LogEntry():
-                return LogEntry(view=v.view, request=cast(Request, value(v.request)))
+                return LogEntry(view=v.view, request=cast(Request, self.message(v.request)))
             case tuple():
-                return tuple(value(x) for x in v)
+                return tuple(self.message(x) for x in v)
             case _ if is_dataclass(v) and not isinstance(v, type):
-                return replace(v, **{f.name: value(getattr(v, f.name)) for f in fields(v)})
+                return replace(v, **{f.name: self.message(getattr(v, f.name)) for f in fields(v)})
             case _:
                 return v
 
-    def replica_key(r: Replica | None) -> object:
-        if r is None:
-            return None
-        k = list(r.state_key())
-        k[4] = value(k[4])  # the log
-        table = cast(tuple[tuple[int, tuple[int, str]], ...], k[6])
-        k[6] = tuple(  # the client-table
-            sorted((ids.get(cid, cid), (number, result(res))) for cid, (number, res) in table)
-        )
-        k[9] = value(k[9])  # DOVIEWCHANGE messages kept
-        k[12] = value(k[12])  # RECOVERYRESPONSE messages kept
-        assert isinstance(r.service, EchoLog)
-        k[16] = "|".join(op(o) for o in r.service.ops)  # the service's digest
-        return tuple(k)
 
+def _relabeled_text(state: VRState, perm: Sequence[int]) -> str:
+    """The content of ``state`` with client c renamed perm[c] (``ClientPermutation``), as
+    canonical text."""
+    rename = ClientPermutation(tuple(perm))
     clients: list[object] = [None] * len(state.clients)
     for c, client in enumerate(state.clients):
-        _, view, number, outstanding = client.state_key()
-        clients[perm[c]] = (ids[client.client_id], view, number, value(outstanding))
+        clients[perm[c]] = client.state_key().relabel(rename)
     network = sorted(
-        repr(((kind, ids.get(dst, dst) if kind == "client" else dst), value(message)))
+        repr(((kind, rename.client_id(dst) if kind == "client" else dst), rename.message(message)))
         for (kind, dst), message in state.network
     )
     submitted: list[int] = [0] * len(state.ops_submitted)
     for c, count in enumerate(state.ops_submitted):
         submitted[perm[c]] = count
     content = (
-        tuple(replica_key(r) for r in state.replicas),
+        tuple(None if r is None else r.state_key().relabel(rename) for r in state.replicas),
         tuple(clients),
         tuple(network),
-        tuple((ids[c], n, result(x)) for c, n, x in state.completions),
+        tuple((rename.client_id(c), n, rename.result(x)) for c, n, x in state.completions),
         tuple(
-            (kind, ids[c], op(x) if kind == "invoke" else result(x))
+            (kind, rename.client_id(c), rename.op(x) if kind == "invoke" else rename.result(x))
             for kind, c, x in state.client_events
         ),
         tuple(submitted),
-        state.key()[6:],  # the counters and flags, from crashes on
+        counters(state),
     )
     return repr(content)
 
