@@ -159,7 +159,13 @@ def _build_vr(args: argparse.Namespace) -> Model[Any, Any]:
         crash_replicas=args.crash_replicas,
         view_change_replicas=args.view_change_replicas,
     )
-    return VRModel(bounds, replica_class(args.mutant), mutant=args.mutant)
+    return VRModel(
+        bounds,
+        replica_class(args.mutant),
+        mutant=args.mutant,
+        collect_garbage=not args.no_gc,
+        check_reductions=args.check_reductions,
+    )
 
 
 # The registration point: name -> entry.
@@ -191,6 +197,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--states-max", type=int, help="stop after this many distinct states")
     p.add_argument("--timeout", type=float, help="stop after this many seconds")
     p.add_argument("--symmetry", action="store_true", help="reduce by the model's symmetry")
+    p.add_argument(
+        "--no-gc",
+        action="store_true",
+        help="vr: keep messages the receiver can only ignore (no garbage collection)",
+    )
+    p.add_argument(
+        "--check-reductions",
+        action="store_true",
+        help="vr: deliver each collected message to a clone of its receiver first and "
+        "require it to be ignored (an ALWAYS property of its own)",
+    )
     p.add_argument(
         "--all-violations",
         action="store_true",
