@@ -70,12 +70,6 @@ def _state_fields(replica: Replica | None) -> dict[str, Any]:
     return hist.replica_state(replica, log=True)
 
 
-UNRECORDED_BEFORE: tuple[str, ...] = ("last_normal_view", "service_digest")
-"""The fields of STATE_FIELDS the explorer's states did not record before they shared
-vrref/history.py's list: a stored counterexample's states lack them, and are compared on
-the rest. Any other field missing makes the file unreadable."""
-
-
 def _address(dst: tuple[str, int]) -> dict[str, int]:
     return {"replica" if dst[0] == "replica" else "client": dst[1]}
 
@@ -238,17 +232,13 @@ def replay_file(path: str | Path, mutant: str | bool | None = False) -> Outcome:
             i = record.replica
             if not 0 <= i < len(state.replicas):
                 raise ReplayError(f"{where}: no replica {i}")
-            missing = [k for k in record.missing() if k not in UNRECORDED_BEFORE]
+            missing = list(record.missing())
             if not record.crashed and hist.STATE_LOG not in record.values:
                 missing.append(hist.STATE_LOG)
             if missing:
                 raise ReplayError(f"{where}: a state with no {', '.join(missing)}")
             recorded = dict(record.values)
-            now = {
-                k: v
-                for k, v in _state_fields(state.replicas[i]).items()
-                if k in recorded or k not in UNRECORDED_BEFORE
-            }
+            now = _state_fields(state.replicas[i])
             if recorded != now:
                 return Outcome(
                     tuple(steps),

@@ -35,7 +35,7 @@ from vrref.core.messages import (
     StartViewChange,
     message_name,
 )
-from vrref.core.replica import Config, Effect, Replica, Send, SendReply, Snapshot
+from vrref.core.replica import Config, Effect, Replica, Send, SendReply, Snapshot, Timer
 from vrref.core.statemachine import EchoLog, StateMachine
 
 Address = tuple[str, int]  # ("replica", i) or ("client", client_id)
@@ -232,12 +232,12 @@ class Cluster:
             self.tick()
         return condition()
 
-    def timeout(self, i: int, name: str) -> None:
+    def timeout(self, i: int, timer: Timer) -> None:
         """Fires one armed timer at replica i now."""
         replica = self.replica(i)
         before = replica.snapshot() if self.check else None
-        self.log(f"r{i} {name} timeout")
-        self._after(i, before, replica.on_timeout(name))
+        self.log(f"r{i} {timer} timeout")
+        self._after(i, before, replica.on_timeout(timer))
 
     def crash(self, i: int) -> None:
         """Replica i stops and loses all its state (VRR's model of a failure)."""

@@ -31,7 +31,7 @@ from vrref.core.messages import (
     StartView,
     StartViewChange,
 )
-from vrref.core.replica import Config, Replica, Send, Status
+from vrref.core.replica import Config, Replica, Send, Status, Timer
 from vrref.core.statemachine import EchoLog
 
 A = Request(op="A", client_id=1, request_number=1)
@@ -59,10 +59,10 @@ def trap_1_scenario(replica_class: type[Replica], checkpoints: bool) -> Cluster:
     c = commit_a_at_r0_and_r1_only(replica_class)
     c.partition([1], [0, 2])
     # r2 suspects r0; views 1 (primary r1, unreachable) and 2 (primary r2) follow.
-    c.timeout(2, "primary")
+    c.timeout(2, Timer.PRIMARY)
     c.run()
-    c.timeout(0, "view_change_stalled")
-    c.timeout(2, "view_change_stalled")
+    c.timeout(0, Timer.VIEW_CHANGE_STALLED)
+    c.timeout(2, Timer.VIEW_CHANGE_STALLED)
     # r2 starts view 2 with r0's DOVIEWCHANGE; r0 never hears the STARTVIEW.
     c.run(drop=to(0, StartView))
     if checkpoints:
@@ -70,7 +70,7 @@ def trap_1_scenario(replica_class: type[Replica], checkpoints: bool) -> Cluster:
         assert c.replica(0).status is Status.VIEW_CHANGE and c.replica(0).last_normal_view == 0
     # Heal; r2's heartbeat tells r1 (still normal in view 0) of view 2.
     c.heal()
-    c.timeout(2, "heartbeat")
+    c.timeout(2, Timer.HEARTBEAT)
     c.deliver(next(i for i, m in enumerate(c.network) if m.dst == ("replica", 1)))
     if checkpoints:
         r1 = c.replica(1)
@@ -85,7 +85,7 @@ def trap_1_scenario(replica_class: type[Replica], checkpoints: bool) -> Cluster:
     # r2 dies before answering; r0 and r1 change to view 3 (primary r0).
     c.crash(2)
     c.run()
-    c.timeout(0, "view_change_stalled")
+    c.timeout(0, Timer.VIEW_CHANGE_STALLED)
     c.run()
     return c
 
@@ -126,13 +126,13 @@ def test_trap_2_a_stalled_view_change_is_resent_and_completes() -> None:
     c.submit(1, "a")
     c.run()
     c.crash(0)
-    c.timeout(1, "primary")
+    c.timeout(1, Timer.PRIMARY)
     # Every STARTVIEWCHANGE and DOVIEWCHANGE of the first round is lost.
     dropped = c.drop(lambda m: isinstance(m.message, (StartViewChange, DoViewChange)))
     c.run(drop=lambda m: isinstance(m.message, (StartViewChange, DoViewChange)))
     assert dropped >= 1 and c.replica(1).status is Status.VIEW_CHANGE
     # The resend timer repeats the round; now it gets through.
-    c.timeout(1, "view_change_resend")
+    c.timeout(1, Timer.VIEW_CHANGE_RESEND)
     c.run()
     assert c.primary_normal() == 1 and c.replica(2).status is Status.NORMAL
 
@@ -159,7 +159,7 @@ def test_trap_2_a_view_change_whose_primary_is_down_moves_on() -> None:
     c = cluster(3)
     c.crash(0)
     c.partition([1], [2])
-    c.timeout(2, "primary")  # r2 wants view 1, whose primary r1 it cannot reach
+    c.timeout(2, Timer.PRIMARY)  # r2 wants view 1, whose primary r1 it cannot reach
     c.run()
     c.heal()
     assert c.run_until(lambda: c.primary_normal() is not None)
@@ -298,7 +298,7 @@ def test_trap_7_do_view_change_carries_the_log_to_a_new_primary_that_lacks_it() 
     c.run(drop=to(1, Prepare))  # r0 and r2 hold A; r1, the next primary, does not
     assert c.result_of(1, 1) == "1:A" and c.replica(1).op_number == 0
     c.crash(0)
-    c.timeout(1, "primary")
+    c.timeout(1, Timer.PRIMARY)
     c.run()
     r1 = c.replica(1)
     assert r1.status is Status.NORMAL and r1.view == 1
@@ -313,7 +313,7 @@ def _trap_8_commit_number_never_goes_back_on_start_view(replica_class: type[Repl
     assert r0.commit_number == 1 and c.replica(1).commit_number == 0
     # r1 and r2 change view without r0; the new primary's commit-number is still 0.
     c.partition([0], [1, 2])
-    c.timeout(1, "primary")
+    c.timeout(1, Timer.PRIMARY)
     c.run(drop=lambda m: isinstance(m.message, Prepare))
     start_view = StartView(view=1, log=tuple(c.replica(1).log), op_number=1, commit_number=0)
     r0.on_message(start_view)  # the deposed primary hears of view 1
