@@ -41,9 +41,10 @@ import dns.name
 import dns.query
 import dns.rcode
 
-from vrref.dns.service import Zone
+from vrref.dns.keys import load_keyring
+from vrref.dns.zone import Zone
 from vrref.runtime import frontend as dnsfront
-from vrref.runtime.frontend import DnsFrontend, load_keyring
+from vrref.runtime.frontend import DnsFrontend
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 ZONE_FILE = EXAMPLES / "example.com.zone"

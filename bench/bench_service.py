@@ -1,4 +1,4 @@
-"""Benchmark: the replicated zone (vrref.dns.service.Zone) against dns.btreezone.Zone.
+"""Benchmark: the replicated zone (vrref.dns.zone.Zone) against dns.btreezone.Zone.
 
 Every replica applies every committed update, so the cost of one ``Zone.apply`` caps the
 update rate of the whole cluster; queries are answered locally, so their cost caps one
@@ -36,8 +36,9 @@ import dns.rdataset
 import dns.rdatatype
 import dns.zone
 
-from vrref.dns import service
-from vrref.dns.service import Zone, make_query_op
+from vrref.dns import canonical
+from vrref.dns.ops import make_query_op
+from vrref.dns.zone import Zone
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "example.com.zone"
 ORIGIN = dns.name.from_text("example.com.")
@@ -107,9 +108,9 @@ def main(argv: list[str] | None = None) -> int:
 
     serial_before = ours.serial
     for cache in (
-        service._is_canonical_name,
-        service._is_canonical_rdata_cached,
-        service._ancestors,
+        canonical.is_canonical_name,
+        canonical.is_canonical_rdata_cached,
+        canonical.ancestors,
     ):
         cache.cache_clear()  # a backup meets each name and rdata for the first time
     update_ours_us = per_op_us(update_ours, args.updates)

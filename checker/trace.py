@@ -97,7 +97,7 @@ class RunReport:
 
 
 def _zone_factory(header: dict[str, Any]) -> Any:
-    from vrref.dns.service import Zone
+    from vrref.dns.zone import Zone
 
     initial = header.get("initial")
     records = initial.get("records") if isinstance(initial, dict) else initial

@@ -3,11 +3,12 @@
 The linearizability checker needs a model of the service that is small enough to trust by
 reading and pure enough to search with: a state is a frozenset of records ``(name, type, ttl,
 rdata)`` and nothing else (the origin is the owner of the SOA), and ``step(state, op)``
-returns the next state and the result text. It implements the operation contract documented
-in ``vrref/dns/service.py`` (RFC 2136 prerequisites and updates, RFC 1982 serials, RFC 1034/2308
-/4592 answers) again, from the RFCs, with no dnspython and no import of ``vrref``: every rule
-is a set comprehension over the records, written for reading, not for speed. The tests run it
-side by side with ``vrref.dns.service.Zone`` and demand identical results.
+returns the next state and the result text. It implements the operation contract of
+``vrref/dns/ops.py`` as ``vrref/dns/zone.py`` executes it (RFC 2136 prerequisites and updates,
+RFC 1982 serials, RFC 1034/2308/4592 answers) again, from the RFCs, with no dnspython and no
+import of ``vrref``: every rule is a set comprehension over the records, written for reading,
+not for speed. The tests run it
+side by side with ``vrref.dns.zone.Zone`` and demand identical results.
 
 What it does not check, and so assumes: rdata texts and type mnemonics are canonical (it
 compares rdata as opaque text, reads only the fields of SOA, CNAME and NS rdata, and knows the

@@ -600,8 +600,8 @@ def dns_records_from_header(header: dict[str, Any]) -> list[tuple[str, str, int,
 
 
 def dns_records_from_zone_file(path: str) -> list[tuple[str, str, int, str]]:
-    """The records of a master file, in the canonical text of vrref.dns.service."""
-    from vrref.dns.service import Zone
+    """The records of a master file, in the canonical text of vrref.dns.canonical."""
+    from vrref.dns.zone import Zone
 
     return list(Zone.from_file(path).records())
 

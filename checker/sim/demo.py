@@ -19,7 +19,7 @@ import dns.name
 from checker.sim.cluster import Cluster
 from vrref import EXAMPLES_DIR
 from vrref.core.replica import Config, Status
-from vrref.dns.service import Zone
+from vrref.dns.zone import Zone
 
 EXAMPLES = EXAMPLES_DIR
 ORIGIN = "example.com."
@@ -40,7 +40,7 @@ SHOWN = (
 
 
 def update(*changes: list[object], prereq: tuple[list[object], ...] = ()) -> str:
-    """A canonical update op (the contract of vrref/dns/service.py)."""
+    """A canonical update op (the contract of vrref/dns/ops.py)."""
     op = {"t": "update", "zone": ORIGIN, "prereq": list(prereq), "update": list(changes)}
     return json.dumps(op, separators=(",", ":"), sort_keys=True)
 

@@ -60,7 +60,8 @@ from checker.sim.cluster import Cluster, InvariantViolation
 from vrref import EXAMPLES_DIR
 from vrref import history as hist
 from vrref.core.replica import Config, Status
-from vrref.dns.service import Zone, make_query_op, make_update_op
+from vrref.dns.ops import make_query_op, make_update_op
+from vrref.dns.zone import Zone
 
 ZONE_FILE = EXAMPLES_DIR / "example.com.zone"
 ORIGIN = "example.com."

@@ -1,4 +1,4 @@
-"""Differential test: vrref.dns.service.Zone against the independent model spec.dns_model.
+"""Differential test: vrref.dns.zone.Zone against the independent model spec.dns_model.
 
 The zone (dicts, dnspython at the edges, incremental digests) and the model (set
 comprehensions over a frozenset of records) implement the same operation contract separately.
@@ -22,7 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spec import dns_model
-from vrref.dns.service import Record, Zone, make_query_op
+from vrref.dns.canonical import Record
+from vrref.dns.ops import make_query_op
+from vrref.dns.zone import Zone
 
 ORIGIN = "example.com."
 SOA = "ns1.example.com. hostmaster.example.com. {} 3600 900 604800 {}"

@@ -1,4 +1,4 @@
-"""Unit tests of vrref.dns.service: the zone as a state machine, rule by rule.
+"""Unit tests of vrref.dns.zone, .ops and .update: the zone as a state machine, rule by rule.
 
 Each RFC 2136 rule has a test that it holds and, where it can fail, a test of its failure;
 each query case of spec/dns.md ("Must") has a test on examples/example.com.zone. Updates are written
@@ -31,20 +31,17 @@ from vrref.core.messages import (
     op_wire_bytes,
 )
 from vrref.core.statemachine import StateMachine
-from vrref.dns import service
-from vrref.dns.service import (
-    CNAME_CHAIN_MAX,
+from vrref.dns.canonical import serial_gt
+from vrref.dns.ops import (
     QueryResult,
-    UpdateError,
-    Zone,
-    ZoneLoadError,
     decode_query_result,
     encode_query_result,
     make_query_op,
     make_update_op,
     result_rcode,
-    update_op_from_message,
 )
+from vrref.dns.update import UpdateError, update_op_from_message
+from vrref.dns.zone import CNAME_CHAIN_MAX, Zone, ZoneLoadError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "example.com.zone"
 ORIGIN = "example.com."
@@ -300,14 +297,14 @@ def test_an_soa_add_raising_the_serial_with_other_changes_is_not_bumped(zone: Zo
         ["add", "x.example.com.", "A", 60, "192.0.2.1"],
         ["add", ORIGIN, "SOA", 60, soa(7_000_000_000 % 2**32)],
     )
-    assert service.serial_gt(7_000_000_000 % 2**32, SERIAL)
+    assert serial_gt(7_000_000_000 % 2**32, SERIAL)
     assert run(zone, op) == ("NOERROR", 7_000_000_000 % 2**32)
 
 
 def test_the_serial_wraps_at_2_to_the_32(zone: Zone) -> None:
     top = 2**32 - 1
     # RFC 1982: a serial can rise by at most 2**31 - 1 at a time; two steps reach the top.
-    assert not service.serial_gt(top, SERIAL)
+    assert not serial_gt(top, SERIAL)
     assert run(zone, upd(["add", ORIGIN, "SOA", 3600, soa(top)])) == ("NOERROR", SERIAL)
     halfway = SERIAL + 2**31 - 1
     assert run(zone, upd(["add", ORIGIN, "SOA", 3600, soa(halfway)])) == ("NOERROR", halfway)
@@ -320,10 +317,10 @@ def test_the_serial_wraps_at_2_to_the_32(zone: Zone) -> None:
 
 
 def test_rfc1982_comparison() -> None:
-    assert service.serial_gt(1, 0) and not service.serial_gt(0, 1)
-    assert service.serial_gt(0, 2**32 - 1) and not service.serial_gt(2**32 - 1, 0)
-    assert not service.serial_gt(2**31, 0) and not service.serial_gt(0, 2**31)  # undefined
-    assert not service.serial_gt(7, 7)
+    assert serial_gt(1, 0) and not serial_gt(0, 1)
+    assert serial_gt(0, 2**32 - 1) and not serial_gt(2**32 - 1, 0)
+    assert not serial_gt(2**31, 0) and not serial_gt(0, 2**31)  # undefined
+    assert not serial_gt(7, 7)
 
 
 def test_cname_and_other_data_exclude_each_other(zone: Zone) -> None:

@@ -220,7 +220,7 @@ def test_axfr_returns_the_whole_zone(running: LocalCluster) -> None:
     records = [line.split(None, 4) for line in out.splitlines() if line and line[0] != ";"]
     types = [r[3] for r in records if len(r) == 5 and r[3] != "TSIG"]
     assert types[0] == "SOA" and types[-1] == "SOA"
-    from vrref.dns.service import Zone
+    from vrref.dns.zone import Zone
 
     expected = len(Zone.from_file(ZONE).records())
     assert len(types) - 1 >= expected  # every record once, the SOA twice (updates may add)

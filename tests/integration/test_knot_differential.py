@@ -13,7 +13,7 @@ A few steps differ on purpose; each says so in ``differs`` and asserts both side
 so a change on either side is noticed:
 
 - Additional-section processing: Knot adds the addresses of MX and NS targets; vrref adds
-  glue to referrals only (``vrref.dns.service`` keeps answers to what correctness needs).
+  glue to referrals only (``vrref.dns.zone`` keeps answers to what correctness needs).
 - Unsigned UPDATE: Knot answers NOTAUTH, vrref REFUSED (BIND's answer to an update that the
   policy refuses; the brief asks for it, and RFC 2136 §3.3 lets the server choose).
 - qtype ANY: Knot gives one RRset (RFC 8482 minimal ANY); vrref every RRset of the name.

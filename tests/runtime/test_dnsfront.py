@@ -2,7 +2,7 @@
 
 The unit tests drive ``DnsFrontend.handle`` / ``handle_sync`` with packets built by dnspython
 (or by hand, when the point is that dnspython would not build them) against a fake backend
-that applies operations to a ``vrref.dns.service.Zone`` directly, as a committed VR log would. The
+that applies operations to a ``vrref.dns.zone.Zone`` directly, as a committed VR log would. The
 integration tests at the end start the UDP and TCP servers on 127.0.0.1 and talk to them with
 the real tools (dig, kdig, nsupdate), skipping only when a binary is missing.
 
@@ -38,15 +38,15 @@ import dns.tsig
 import dns.update
 import pytest
 
-from vrref.dns import service
-from vrref.dns.service import Zone
+from vrref.dns import ops
+from vrref.dns.canonical import Record
+from vrref.dns.keys import load_keyring
+from vrref.dns.zone import Zone
 from vrref.runtime import frontend as dnsfront
 from vrref.runtime.frontend import (
     UDP_PAYLOAD_OURS,
     DnsFrontend,
-    FrontendError,
     Pending,
-    load_keyring,
 )
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -651,7 +651,7 @@ def test_linearizable_reads_are_ordered_through_the_backend() -> None:
     request = query("web.example.com.", "A")
     outcome = front.handle(request.to_wire(), tcp=False)
     assert isinstance(outcome, Pending) and outcome.f == "read"
-    assert outcome.op == service.make_query_op("web.example.com.", "A")
+    assert outcome.op == ops.make_query_op("web.example.com.", "A")
     reply = ask(front, request)
     assert backend.submitted == [outcome.op]
     local, _ = make_frontend()
@@ -684,12 +684,12 @@ def test_history_records_client_operations_in_jepsen_shape() -> None:
         ("invoke", "update"),
         ("ok", "update"),
     ]
-    op = service.make_query_op("www.example.com.", "A")
+    op = ops.make_query_op("www.example.com.", "A")
     assert events[0]["value"] == events[2]["value"] == op
     assert events[1]["value"] == events[3]["value"]
-    assert service.decode_query_result(str(events[1]["value"])).rcode == "NOERROR"
+    assert ops.decode_query_result(str(events[1]["value"])).rcode == "NOERROR"
     assert events[1]["mode"] == "local" and events[5]["mode"] == "linearizable"
-    assert service.result_rcode(str(events[5]["value"])) == dns.rcode.NOERROR
+    assert ops.result_rcode(str(events[5]["value"])) == dns.rcode.NOERROR
     processes = [e["process"] for e in events]
     assert processes[0] == processes[1] != processes[2] == processes[3] != processes[4]
     assert all(isinstance(e["time"], int) for e in events)
@@ -725,7 +725,7 @@ def read_transfer(messages: list[bytes], request: dns.message.Message) -> list[d
     return out
 
 
-def transfer_records(messages: list[dns.message.Message]) -> list[service.Record]:
+def transfer_records(messages: list[dns.message.Message]) -> list[Record]:
     return [
         (rrset.name.to_text(), dns.rdatatype.to_text(rrset.rdtype), rrset.ttl, rdata.to_text())
         for message in messages
@@ -795,46 +795,6 @@ def test_axfr_with_a_wrong_key_is_notauth() -> None:
     request.use_tsig(WRONG_KEYRING)
     reply = ask(front, request, tcp=True)
     assert reply.rcode() == dns.rcode.NOTAUTH and reply.tsig_error == dns.rcode.BADSIG
-
-
-# ---------------------------------------------------------------------------- key files
-
-
-def test_load_keyring_reads_the_example_key() -> None:
-    assert list(KEYRING) == [dns.name.from_text("update.example.com.")]
-    assert KEY.algorithm == dns.tsig.HMAC_SHA256
-    assert len(base64.b64decode(key_secret_b64())) == 32
-
-
-def test_load_keyring_reads_bind_files_with_comments_and_several_keys(tmp_path: Path) -> None:
-    path = tmp_path / "keys.conf"
-    path.write_text(
-        "# generated\n"
-        'key "a.example." {\n  algorithm hmac-sha256; // the default\n'
-        '  secret "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";\n};\n'
-        "/* a second one */\n"
-        'key b.example { algorithm hmac-sha512; secret "QkJCQkJCQkJCQkJC"; };\n'
-    )
-    keyring = load_keyring(path)
-    assert [k.to_text() for k in keyring] == ["a.example.", "b.example."]
-    assert keyring[dns.name.from_text("b.example.")].algorithm == dns.tsig.HMAC_SHA512
-    assert keyring[dns.name.from_text("b.example.")].secret == b"BBBBBBBBBBBB"
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "",
-        'key "k." { algorithm hmac-sha256; };',
-        'key "k." { secret "AAAA"; };',
-        'key "k." { algorithm hmac-nonsense; secret "AAAA"; };',
-    ],
-)
-def test_load_keyring_rejects_incomplete_files(tmp_path: Path, text: str) -> None:
-    path = tmp_path / "bad.key"
-    path.write_text(text)
-    with pytest.raises(FrontendError):
-        load_keyring(path)
 
 
 # ---------------------------------------------------------------------- real sockets and tools

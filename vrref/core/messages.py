@@ -27,7 +27,8 @@ relations between them are checked when this module is imported:
 - ``OP_BYTES_MAX``: a string field (an op, a REPLY's result), in the bytes it takes inside an
   encoded message (``op_wire_bytes``: its JSON escaping, quotes excluded; one character is 1
   to ``ESCAPED_CHAR_BYTES_MAX`` bytes). The DNS service refuses to make a longer op
-  (``vrref.dns.service``), so nothing it orders can be refused by the peers that must carry it.
+  (``vrref.dns.ops`` and ``vrref.dns.update``), so nothing it orders can be refused by the
+  peers that must carry it.
 - ``MESSAGE_BYTES_MAX``: one encoded message. It holds a REQUEST, a REPLY or a one-entry
   PREPARE with an op at the bound, and a PREPARE of ``PREPARE_ENTRIES_MAX`` such entries
   (``PREPARE_BYTES_MAX``), whatever the integers.

@@ -3,7 +3,7 @@
 VRR (§4) keeps the service opaque: the replica orders operations and, once an operation is
 committed, makes an up-call that executes it and returns a result for the client. This module
 states that up-call as a Protocol so that the core stays independent of DNS: the DNS zone of
-``vrref.dns.service`` is one implementation; tests and the explorer may use tiny ones.
+``vrref.dns.zone.Zone`` is one implementation; tests and the explorer may use tiny ones.
 
 Operations and results are ``str``: a canonical encoding chosen by the service (the DNS
 service uses compact JSON), so that log entries are hashable, comparable across replicas,

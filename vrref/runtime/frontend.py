@@ -36,7 +36,7 @@ Decisions, in the order a request meets them (each is a rule of spec/dns.md, "Mu
    across them (RFC 8945 §5.3.1). Transfers read the local committed snapshot.
 7. UPDATE: one zone RR of type SOA (else FORMERR); our zone in class IN (else NOTAUTH);
    signed (else REFUSED, as BIND does for a policy refusal); prerequisites and updates are
-   encoded by ``vrref.dns.service.update_op_from_message`` (its errors carry their rcode) and
+   encoded by ``vrref.dns.update.update_op_from_message`` (its errors carry their rcode) and
    ordered through VR; the committed rcode is the answer, signed like the request.
 
 Replies fit the transport: over UDP at most the client's EDNS payload (512 without EDNS,
@@ -50,7 +50,7 @@ Client operations are reported to ``history`` in Jepsen's shape. An operation is
 operation or one local read of the zone: ``{"type": "invoke", "process": P, "f": "read" |
 "update", "value": OP, "time": NS}`` then ``{"type": "ok" | "info", "process": P, "f": ...,
 "value": RESULT, "time": NS, "mode": "local" | "linearizable"}``. OP and RESULT are the
-canonical texts of ``vrref.dns.service``. ``info`` means the outcome is unknown (not committed in
+canonical texts of ``vrref.dns.ops``. ``info`` means the outcome is unknown (not committed in
 time: it may still commit); ``fail`` is reported when the backend refused the operation
 synchronously, so it certainly did not happen. Updates are always ``linearizable``. P is the
 string ``"HOST:PORT/N"``: this frontend's address and a counter, so every operation is its
@@ -65,7 +65,6 @@ import contextlib
 import heapq
 import itertools
 import logging
-import re
 import socket
 import struct
 import threading
@@ -74,7 +73,6 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Literal, Protocol
 
 import dns.flags
@@ -89,8 +87,9 @@ import dns.rrset
 import dns.tsig
 import dns.update
 
-from vrref.dns import service
-from vrref.dns.service import Zone
+from vrref.dns import ops
+from vrref.dns.update import UpdateError, update_op_from_message
+from vrref.dns.zone import Zone
 
 log = logging.getLogger(__name__)
 
@@ -158,38 +157,6 @@ class _Cached:
 
 class FrontendError(Exception):
     """A local misuse of the frontend (bad configuration), not a peer's fault."""
-
-
-# ---------------------------------------------------------------------------- key files
-
-_KEY_BLOCK = re.compile(r'key\s+"?([^"\s{]+)"?\s*\{(.*?)\}\s*;', re.DOTALL)
-_KEY_ALGORITHM = re.compile(r'algorithm\s+"?([A-Za-z0-9.\-]+)"?\s*;')
-_KEY_SECRET = re.compile(r'secret\s+"([A-Za-z0-9+/=\s]+)"\s*;')
-_COMMENTS = re.compile(r"/\*.*?\*/|//[^\n]*|#[^\n]*", re.DOTALL)
-
-
-def load_keyring(path: str | Path) -> dict[dns.name.Name, dns.tsig.Key]:
-    """Reads TSIG keys from a BIND-format key file (``key "n" { algorithm a; secret "s"; };``).
-
-    Raises FrontendError when the file holds no key, or a key lacks its algorithm or secret,
-    or names an algorithm dnspython cannot compute.
-    """
-    text = _COMMENTS.sub(" ", Path(path).read_text(encoding="utf-8"))
-    keyring: dict[dns.name.Name, dns.tsig.Key] = {}
-    for match in _KEY_BLOCK.finditer(text):
-        name = dns.name.from_text(match.group(1))
-        algorithm_match = _KEY_ALGORITHM.search(match.group(2))
-        secret_match = _KEY_SECRET.search(match.group(2))
-        if algorithm_match is None or secret_match is None:
-            raise FrontendError(f"{path}: key {name} needs an algorithm and a secret")
-        algorithm = dns.name.from_text(algorithm_match.group(1))
-        if algorithm not in dns.tsig.mac_sizes or algorithm == dns.tsig.GSS_TSIG:
-            raise FrontendError(f"{path}: key {name}: unsupported algorithm {algorithm}")
-        secret = "".join(secret_match.group(1).split())
-        keyring[name] = dns.tsig.Key(name, secret, algorithm)
-    if not keyring:
-        raise FrontendError(f"{path}: no key found")
-    return keyring
 
 
 # ---------------------------------------------------------------------------- wire helpers
@@ -460,7 +427,7 @@ class DnsFrontend:
             return [reply]
         if self.backend.read_mode != "local":
             return Pending(
-                op=service.query_op(question.name, question.rdtype),
+                op=ops.query_op(question.name, question.rdtype),
                 f="read",
                 mode="linearizable",
                 finish=partial(self._finish_read, request, tcp),
@@ -471,11 +438,11 @@ class DnsFrontend:
             if cacheable:
                 self._cache_insert(zone, wire, reply, tcp, None, None)
             return [reply]
-        op = service.query_op(question.name, question.rdtype)
+        op = ops.query_op(question.name, question.rdtype)
         process = self._next_process()
         self._record_invoke(process, "read", op)
         answer = zone.query(question.name, question.rdtype)
-        result = service.encode_query_result(answer)
+        result = ops.encode_query_result(answer)
         self._record_completion(process, "read", "ok", result, "local")
         reply = self._render_answer(request, answer, tcp)
         if cacheable:
@@ -488,14 +455,14 @@ class DnsFrontend:
         if result is None:
             return [self._error(request, dns.rcode.SERVFAIL, tcp)]
         try:
-            answer = service.decode_query_result(result)
+            answer = ops.decode_query_result(result)
         except ValueError:  # the service answered something else: a bug, not the client's
             log.error("a query op committed with a result that is not a query's: %.200s", result)
             return [self._error(request, dns.rcode.SERVFAIL, tcp)]
         return [self._render_answer(request, answer, tcp)]
 
     def _render_answer(
-        self, request: dns.message.Message, answer: service.QueryResult, tcp: bool
+        self, request: dns.message.Message, answer: ops.QueryResult, tcp: bool
     ) -> bytes:
         response = _respond_skeleton(request)
         response.set_rcode(answer.rcode_value)
@@ -573,8 +540,8 @@ class DnsFrontend:
             self.counters["update_unsigned"] += 1
             return [self._error(request, dns.rcode.REFUSED, tcp)]
         try:
-            op = service.update_op_from_message(request, self.origin)
-        except service.UpdateError as error:
+            op = update_op_from_message(request, self.origin)
+        except UpdateError as error:
             self.counters["update_rejected"] += 1
             return [self._error(request, error.rcode, tcp)]
         return Pending(
@@ -590,7 +557,7 @@ class DnsFrontend:
         if result is None:
             return [self._error(request, dns.rcode.SERVFAIL, tcp)]
         try:
-            rcode = service.result_rcode(result)
+            rcode = ops.result_rcode(result)
         except ValueError:  # the service answered something else: a bug, not the client's
             log.error("an update op committed with a result without an rcode: %.200s", result)
             rcode = dns.rcode.SERVFAIL

@@ -107,7 +107,7 @@ def replica_command(config: Path, i: int, state_dir: Path, history_dir: Path | N
 
 def key_line(key_file: Path) -> str:
     """The -y argument for dig and nsupdate from a BIND key file."""
-    from vrref.runtime.frontend import load_keyring
+    from vrref.dns.keys import load_keyring
 
     keyring = load_keyring(key_file)
     name, key = next(iter(keyring.items()))

@@ -42,7 +42,7 @@ from vrref import history as hist
 from vrref.core.client import Client
 from vrref.core.messages import Message, Reply, to_json
 from vrref.core.replica import Config, Effect, Replica, Send, SendReply
-from vrref.dns.service import Zone
+from vrref.dns.zone import Zone
 from vrref.runtime.transport import PeerTransport
 
 CLIENT_ID_REPLICA_SHIFT = 56
@@ -176,7 +176,8 @@ class Node:
         history_path: Path | None = None,
         update_timeout_s: float = 10.0,
     ) -> None:
-        from vrref.runtime.frontend import DnsFrontend, load_keyring
+        from vrref.dns.keys import load_keyring
+        from vrref.runtime.frontend import DnsFrontend
 
         if not 0 <= replica_id < len(cluster.replicas):
             raise ValueError(f"replica id {replica_id} is not in the cluster")
