@@ -286,6 +286,7 @@ class VRModel:
         self._message_digests: dict[InFlight, int] = {}
         self._linearizable: dict[tuple[tuple[str, int, str], ...], bool] = {}
         self._cluster_cache: tuple[VRState, invariants.ClusterState] | None = None
+        self._broken_cache: tuple[VRState, frozenset[str]] | None = None
 
     # ------------------------------------------------------------------ the interface
 
@@ -513,7 +514,13 @@ class VRModel:
         return cluster
 
     def _state_holds(self, invariant: invariants.StateInvariant, state: VRState) -> bool:
-        return invariant(self.cluster_state(state)) is None
+        """Whether ``invariant`` holds in ``state``: every state invariant is evaluated once
+        per state, in one pass, and each property looks up its own verdict."""
+        cached = self._broken_cache
+        if cached is None or cached[0] is not state:
+            broken = {f.invariant for f in invariants.check_state(self.cluster_state(state))}
+            cached = self._broken_cache = (state, frozenset(broken))
+        return invariant.__name__ not in cached[1]
 
     def violations(self, state: VRState) -> list[str]:
         """Every state invariant of spec/invariants.py broken in this global state."""
