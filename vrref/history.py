@@ -112,7 +112,7 @@ from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Final, Literal, TypeAlias
+from typing import Any, ClassVar, Final, Literal, Self, TypeAlias
 
 from vrref.core.messages import LogEntry
 from vrref.core.replica import Config, Replica, Snapshot
@@ -446,17 +446,17 @@ class Deliver:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Drop:
-    """A message in flight to a replica or a client was lost."""
+class _InFlight:
+    """What Drop and Duplicate share: one message in flight to a replica or a client."""
 
-    type: ClassVar[Literal["drop"]] = "drop"
+    type: ClassVar[str]
     replica: int | None = None
     client: int | None = None
     message: MessageJson
     time: int | None = None
 
     def __post_init__(self) -> None:
-        _exactly_one("a drop", replica=self.replica, client=self.client)
+        _exactly_one(f"a {self.type}", replica=self.replica, client=self.client)
 
     def to_json(self) -> dict[str, Any]:
         event: dict[str, Any] = {"type": self.type}
@@ -465,7 +465,7 @@ class Drop:
         return _with_time(event, self.time)
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any], path: str = "", line: int = 0) -> Drop:
+    def from_json(cls, obj: dict[str, Any], path: str = "", line: int = 0) -> Self:
         f = _Fields(obj, path, line)
         replica, client, message = (
             f.opt_integer("replica"),
@@ -480,37 +480,17 @@ class Drop:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Duplicate:
+class Drop(_InFlight):
+    """A message in flight to a replica or a client was lost."""
+
+    type: ClassVar[Literal["drop"]] = "drop"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Duplicate(_InFlight):
     """A message in flight to a replica or a client was delivered and kept in flight."""
 
     type: ClassVar[Literal["duplicate"]] = "duplicate"
-    replica: int | None = None
-    client: int | None = None
-    message: MessageJson
-    time: int | None = None
-
-    def __post_init__(self) -> None:
-        _exactly_one("a duplicate", replica=self.replica, client=self.client)
-
-    def to_json(self) -> dict[str, Any]:
-        event: dict[str, Any] = {"type": self.type}
-        _address(event, self.replica, self.client)
-        event["message"] = self.message
-        return _with_time(event, self.time)
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any], path: str = "", line: int = 0) -> Duplicate:
-        f = _Fields(obj, path, line)
-        replica, client, message = (
-            f.opt_integer("replica"),
-            f.opt_integer("client"),
-            f.message("message"),
-        )
-        f.done()
-        try:
-            return cls(replica=replica, client=client, message=message, time=f.time())
-        except ValueError as error:  # __post_init__'s: which fields go together
-            raise f.error(str(error)) from None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
