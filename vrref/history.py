@@ -332,10 +332,10 @@ class ClientEvent:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Boot:
-    """A replica process started for the first time: a fresh core."""
+class _ReplicaOnly:
+    """What Boot and Tick share: an input to one replica that carries nothing else."""
 
-    type: ClassVar[Literal["boot"]] = "boot"
+    type: ClassVar[str]
     replica: int
     time: int | None = None
 
@@ -343,11 +343,18 @@ class Boot:
         return _with_time({"type": self.type, "replica": self.replica}, self.time)
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any], path: str = "", line: int = 0) -> Boot:
+    def from_json(cls, obj: dict[str, Any], path: str = "", line: int = 0) -> Self:
         f = _Fields(obj, path, line)
         event = cls(replica=f.integer("replica"), time=f.time())
         f.done()
         return event
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Boot(_ReplicaOnly):
+    """A replica process started for the first time: a fresh core."""
+
+    type: ClassVar[Literal["boot"]] = "boot"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -521,22 +528,10 @@ class Send:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Tick:
+class Tick(_ReplicaOnly):
     """The replica's core was given ``on_tick``."""
 
     type: ClassVar[Literal["tick"]] = "tick"
-    replica: int
-    time: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return _with_time({"type": self.type, "replica": self.replica}, self.time)
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any], path: str = "", line: int = 0) -> Tick:
-        f = _Fields(obj, path, line)
-        event = cls(replica=f.integer("replica"), time=f.time())
-        f.done()
-        return event
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
