@@ -15,7 +15,9 @@ protocol uses too.
 from __future__ import annotations
 
 from vrref.core.messages import (
+    Checkpoint,
     DoViewChange,
+    Log,
     LogEntry,
     Prepare,
     PrepareOk,
@@ -23,7 +25,7 @@ from vrref.core.messages import (
     Request,
     StartView,
 )
-from vrref.core.replica import Replica, Status, Timer
+from vrref.core.replica import Effect, Replica, Status, Timer
 
 
 class CommitWithTooFewPrepareOks(Replica):
@@ -64,6 +66,7 @@ class AcceptPrepareWithGap(Replica):
     """A backup appends a PREPARE's entries even when earlier ones are missing."""
 
     def _on_prepare_gap(self, message: Prepare) -> None:
+        self._log_changed_from(self.op_number + 1)
         self.log.extend(message.entries)
         self._commit_up_to(min(message.commit_number, self.op_number))
         self._send(
@@ -97,7 +100,9 @@ class PaperLiteralStateTransfer(Replica):
 
     def _request_state(self, view: int) -> None:
         if view > self.view:
-            del self.log[self.commit_number :]
+            self._log_changed_from(self.commit_number + 1)
+            del self.log[self.commit_number - self.log_start :]
+            self._vote_dirty = True
             self.view = view
             self.status = Status.NORMAL
             self.last_normal_view = view
@@ -125,7 +130,44 @@ class NoClientTable(Replica):
     def on_request(self, message: Request) -> None:
         if self.status is not Status.NORMAL or not self.is_primary:
             return self._ignore("request not at a normal primary")
+        self._log_changed_from(self.op_number + 1)
         self.log.append(LogEntry(view=self.view, request=message))
+
+
+class AcknowledgeBeforePersist(Replica):
+    """The replica sends its messages (PREPAREOK, DOVIEWCHANGE, ...) before the persist
+    effects of the same event: a crash in between loses what it acknowledged (R19)."""
+
+    def _take_effects(self) -> list[Effect]:
+        effects, self._effects = self._effects, []
+        return effects + self._persist_effects()
+
+
+class CheckpointDropsUncommitted(Replica):
+    """A checkpoint truncates the log past the commit-number: the uncommitted entries it
+    acknowledged are forgotten with the committed ones (R17)."""
+
+    def _take_checkpoint(self) -> None:
+        super()._take_checkpoint()
+        if self.log:
+            self._log_changed_from(self.log_start + 1)
+            self.log.clear()
+
+
+class SuffixWithoutCheckpointState(Replica):
+    """A replica that takes a log starting after its commit-number (a new primary's chosen
+    DOVIEWCHANGE, a STARTVIEW, a NEWSTATE) takes the suffix and the checkpoint's op-number
+    but keeps its own, older service state and client-table (R18)."""
+
+    def _install_log(self, log_start: int, log: Log, checkpoint: Checkpoint | None) -> None:
+        if log_start > self.commit_number:
+            self.checkpoint = checkpoint
+            self.log_start = self.commit_number = log_start
+            self.log = list(log)
+            self._checkpoint_dirty = True
+            self._log_changed_from(log_start + 1)
+            return
+        super()._install_log(log_start, log, checkpoint)
 
 
 MUTANTS: dict[str, type[Replica]] = {
@@ -138,6 +180,9 @@ MUTANTS: dict[str, type[Replica]] = {
     "paper-literal-state-transfer": PaperLiteralStateTransfer,
     "commit-backwards-on-startview": CommitBackwardsOnStartView,
     "no-client-table": NoClientTable,
+    "acknowledge-before-persist": AcknowledgeBeforePersist,
+    "checkpoint-drops-uncommitted": CheckpointDropsUncommitted,
+    "suffix-without-checkpoint-state": SuffixWithoutCheckpointState,
 }
 
 

@@ -43,7 +43,7 @@ from typing import Any
 
 from spec import invariants
 from vrref import history as hist
-from vrref.core.messages import CodecError, LogEntry, Request, from_json, to_json
+from vrref.core.messages import Checkpoint, CodecError, LogEntry, Request, from_json, to_json
 from vrref.core.replica import Config, Effect, Replica, Send, Snapshot, Status
 from vrref.core.statemachine import StateMachine
 from vrref.history import STATE_FIELDS, ClientEvent, HistoryError, read_header, read_history
@@ -109,19 +109,29 @@ def _zone_factory(header: dict[str, Any]) -> Any:
 
 
 class _PrefixDigest:
-    """The service digest of a committed prefix, from the initial state, computed
-    incrementally: committed prefixes only grow, so each call applies only the new entries
-    (and starts over if the prefix asked for does not extend the last one)."""
+    """The service digest of a checkpoint (None: the initial state) and committed entries
+    after it, computed incrementally: committed prefixes only grow, so each call applies only
+    the new entries (and starts over from the checkpoint if the prefix asked for does not
+    extend the last one, or starts from another checkpoint)."""
 
     def __init__(self, factory: Any) -> None:
         self._factory = factory
         self._service: StateMachine = factory()
+        self._base: object = None
         self._applied: list[Any] = []
 
-    def __call__(self, entries: Sequence[invariants.Entry]) -> str:
+    def __call__(self, checkpoint: object, entries: Sequence[invariants.Entry]) -> str:
         count = len(self._applied)
-        if len(entries) < count or list(entries[:count]) != self._applied:
-            self._service, self._applied, count = self._factory(), [], 0
+        if (
+            checkpoint != self._base
+            or len(entries) < count
+            or list(entries[:count]) != self._applied
+        ):
+            service: StateMachine = self._factory()
+            if checkpoint is not None:
+                assert isinstance(checkpoint, Checkpoint)
+                service = service.restore(checkpoint.service)
+            self._service, self._base, self._applied, count = service, checkpoint, [], 0
         for entry in entries[count:]:
             request = entry.request
             assert isinstance(request, Request)
@@ -169,13 +179,21 @@ def validate_replica(path: str | Path) -> ReplicaRun:
             fail(line, f"a {record.type} of replica {owner} in replica {replica_id}'s history")
             break
         match record:
-            case hist.Boot() | hist.Restart():
+            case hist.Boot() | hist.Restart() | hist.Reopen():
                 unsent(line)
                 run.lives += 1
                 before = None
                 effects: list[Effect] = []
                 if isinstance(record, hist.Boot):
                     core = Replica(config, replica_id, factory)
+                elif isinstance(record, hist.Reopen):
+                    try:
+                        core, effects = Replica.restarted(
+                            config, replica_id, factory, record.durable()
+                        )
+                    except ValueError as error:  # CodecError, or a snapshot that won't load
+                        fail(line, f"the recorded disk does not load: {error}")
+                        break
                 else:
                     if record.nonce is None:
                         fail(line, "a restart needs its integer nonce")
@@ -245,7 +263,7 @@ def validate_replica(path: str | Path) -> ReplicaRun:
             case _:
                 fail(line, f"a {record.type} event, which the runtime does not write")
     if core is not None and not run.problems and core.status is not Status.RECOVERING:
-        run.committed = list(core.log[: core.commit_number])
+        run.committed = list(core.entries(core.log_start, core.commit_number))
         run.final = core.snapshot()
     return run
 

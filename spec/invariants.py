@@ -15,7 +15,14 @@ spec/vr.md it protects. Reachability goals (SOMETIMES) live with the explorer's 
 since they need its notion of a trace.
 
 A crashed replica has no state: the caller omits it, or passes it with status
-"recovering" once it restarted (its log is then empty and proves nothing).
+"recovering" once it restarted (its log is then empty and proves nothing). A crashed replica
+of a durable cluster keeps its disk: the caller passes it in ``ClusterState.disks``, which
+only the invariants about what survives a crash read.
+
+Logs are suffixes (checkpoints, VRR §5.1): a state's ``log`` holds the entries after
+``log_start``, the op-number of its checkpoint, so the entry at op-number n is
+``log[n - log_start - 1]`` (``entry_at``); an op at or below ``log_start`` is covered by
+the checkpoint, whose service digest is ``checkpoint_digest``.
 """
 
 from __future__ import annotations
@@ -53,7 +60,16 @@ class ReplicaState(Protocol):
     def commit_number(self) -> int: ...
 
     @property
+    def log_start(self) -> int: ...
+
+    @property
     def log(self) -> Sequence[Entry]: ...
+
+    @property
+    def checkpoint_digest(self) -> str: ...
+
+    @property
+    def checkpoint(self) -> Hashable: ...
 
     @property
     def service_digest(self) -> str: ...
@@ -79,10 +95,14 @@ class ClusterState:
     replica_count: int
     acknowledged: Mapping[Hashable, int]
     digest_of: StateDigest
+    disks: Sequence[ReplicaState] = ()
+    """The disks of crashed replicas of a durable cluster, as states (status "crashed")."""
 
 
 StateInvariant = Callable[[ClusterState], Violation]
-StateDigest = Callable[[Sequence[Entry]], str]
+StateDigest = Callable[[Hashable, Sequence[Entry]], str]
+"""The service digest after executing entries on the state of a checkpoint (a state's
+``checkpoint``; None: the initial state)."""
 StepInvariant = Callable[["ReplicaState", "ReplicaState"], Violation]
 
 
@@ -101,6 +121,14 @@ def _live(states: Sequence[ReplicaState]) -> list[ReplicaState]:
     return [s for s in states if s.status != "recovering"]
 
 
+def entry_at(s: ReplicaState, op_number: int) -> Entry | None:
+    """The entry at an absolute op-number, or None where the checkpoint covers it or the
+    log does not reach."""
+    if s.log_start < op_number <= s.log_start + len(s.log):
+        return s.log[op_number - s.log_start - 1]
+    return None
+
+
 # ------------------------------------------------------------------ over a cluster state
 
 
@@ -109,10 +137,12 @@ def commit_number_within_log(cluster: ClusterState) -> Violation:
 
     Rule: R2 (spec/vr.md)."""
     for s in cluster.replicas:
-        if not 0 <= s.commit_number <= s.op_number == len(s.log):
+        if s.status == "recovering":
+            continue
+        if not 0 <= s.log_start <= s.commit_number <= s.op_number == s.log_start + len(s.log):
             return (
-                f"replica {s.replica}: commit-number {s.commit_number}, op-number "
-                f"{s.op_number}, log length {len(s.log)}"
+                f"replica {s.replica}: checkpoint at {s.log_start}, commit-number "
+                f"{s.commit_number}, op-number {s.op_number}, log length {len(s.log)}"
             )
     return None
 
@@ -125,11 +155,12 @@ def no_committed_divergence(cluster: ClusterState) -> Violation:
     for i, a in enumerate(live):
         for b in live[i + 1 :]:
             common = min(a.commit_number, b.commit_number)
-            for n in range(common):
-                if a.log[n] != b.log[n]:
+            for n in range(max(a.log_start, b.log_start) + 1, common + 1):
+                x, y = entry_at(a, n), entry_at(b, n)
+                if x != y:
                     return (
                         f"replicas {a.replica} and {b.replica} committed different ops at "
-                        f"op-number {n + 1}: {a.log[n]!r} vs {b.log[n]!r}"
+                        f"op-number {n}: {x!r} vs {y!r}"
                     )
     return None
 
@@ -141,7 +172,7 @@ def requests_execute_at_most_once(cluster: ClusterState) -> Violation:
     Rule: R3 (spec/vr.md)."""
     for s in _live(cluster.replicas):
         seen: set[Hashable] = set()
-        for entry in s.log[: s.commit_number]:
+        for entry in s.log[: s.commit_number - s.log_start]:
             if entry.request in seen:
                 return f"replica {s.replica} committed {entry.request!r} twice"
             seen.add(entry.request)
@@ -158,7 +189,8 @@ def normal_logs_in_a_view_are_prefix_ordered(cluster: ClusterState) -> Violation
             if a.view != b.view:
                 continue
             common = min(a.op_number, b.op_number)
-            if list(a.log[:common]) != list(b.log[:common]):
+            start = max(a.log_start, b.log_start)
+            if any(entry_at(a, n) != entry_at(b, n) for n in range(start + 1, common + 1)):
                 return (
                     f"replicas {a.replica} and {b.replica} are normal in view {a.view} "
                     "with forked logs"
@@ -168,25 +200,37 @@ def normal_logs_in_a_view_are_prefix_ordered(cluster: ClusterState) -> Violation
 
 def acknowledged_ops_survive(cluster: ClusterState) -> Violation:
     """An op whose reply a client received stays in the logs of f+1 replicas, less those
-    that lost their state, at the position it committed at (VRR §4.2 correctness).
+    that lost their state, at the position it committed at, or under their checkpoints
+    (VRR §4.2 correctness; §5.1). A crashed replica of a durable cluster has not lost its
+    state: its disk counts, so there an acknowledged op survives any crash pattern.
 
-    Rule: R6 (spec/vr.md), with R11 and R12 carrying it across a view change."""
+    Rule: R6 (spec/vr.md), with R11 and R12 carrying it across a view change, and R19 and
+    R20 across crashes in a durable cluster."""
     f = (cluster.replica_count - 1) // 2
     live = _live(cluster.replicas)
-    down = cluster.replica_count - len(live)
+    kept = [*live, *cluster.disks]
+    down = cluster.replica_count - len(kept)
     for request, position in cluster.acknowledged.items():
-        holders = [
-            s for s in live if len(s.log) >= position and s.log[position - 1].request == request
-        ]
+        holders = [s for s in kept if _holds(s, position, request)]
         if len(holders) < f + 1 - down:
             return (
                 f"acknowledged request {request!r} (op-number {position}) is in the logs of "
-                f"only {len(holders)} live replicas; {f + 1 - down} needed"
+                f"only {len(holders)} replicas that kept their state; {f + 1 - down} needed"
             )
         for s in live:
-            if s.commit_number >= position and s.log[position - 1].request != request:
+            entry = entry_at(s, position)
+            if s.commit_number >= position and entry is not None and entry.request != request:
                 return f"replica {s.replica} committed another op where {request!r} committed"
     return None
+
+
+def _holds(s: ReplicaState, position: int, request: Hashable) -> bool:
+    """Whether ``s`` holds ``request`` at ``position``: in its log, or under its checkpoint
+    (which ``checkpoints_agree`` and ``service_matches_committed_prefix`` vouch for)."""
+    if position <= s.log_start:
+        return True
+    entry = entry_at(s, position)
+    return entry is not None and entry.request == request
 
 
 def service_matches_committed_prefix(cluster: ClusterState) -> Violation:
@@ -194,9 +238,36 @@ def service_matches_committed_prefix(cluster: ClusterState) -> Violation:
 
     Rule: R7 (spec/vr.md)."""
     for s in _live(cluster.replicas):
-        expected = cluster.digest_of(s.log[: s.commit_number])
+        expected = cluster.digest_of(s.checkpoint, s.log[: s.commit_number - s.log_start])
         if s.service_digest != expected:
-            return f"replica {s.replica}: service state differs from its committed prefix"
+            return (
+                f"replica {s.replica}: service state differs from its checkpoint at "
+                f"{s.log_start} and the committed entries after it"
+            )
+    return None
+
+
+def checkpoints_agree(cluster: ClusterState) -> Violation:
+    """Checkpoints at the same op-number have the same service digest, on every replica and
+    disk, and a checkpoint's digest is that of its service snapshot (VRR §5.1).
+
+    Rule: R17 (spec/vr.md)."""
+    seen: dict[int, tuple[int, str]] = {}
+    for s in [*_live(cluster.replicas), *cluster.disks]:
+        if s.log_start == 0:
+            continue
+        digest = cluster.digest_of(s.checkpoint, ())
+        if digest != s.checkpoint_digest:
+            return (
+                f"replica {s.replica}: its checkpoint at {s.log_start} restores to a service "
+                "with another digest than the one it records"
+            )
+        other = seen.setdefault(s.log_start, (s.replica, digest))
+        if other[1] != digest:
+            return (
+                f"replicas {other[0]} and {s.replica} hold different checkpoints at "
+                f"op-number {s.log_start}"
+            )
     return None
 
 
@@ -217,8 +288,38 @@ def views_and_commits_never_decrease(before: ReplicaState, after: ReplicaState) 
             f"replica {after.replica}: commit-number went from {before.commit_number} to "
             f"{after.commit_number}"
         )
-    if list(after.log[: before.commit_number]) != list(before.log[: before.commit_number]):
+    start = max(before.log_start, after.log_start)
+    if any(
+        entry_at(after, n) != entry_at(before, n)
+        for n in range(start + 1, before.commit_number + 1)
+    ):
         return f"replica {after.replica}: its committed prefix changed"
+    if after.log_start < before.log_start:
+        return (
+            f"replica {after.replica}: its checkpoint went from {before.log_start} back to "
+            f"{after.log_start}"
+        )
+    return None
+
+
+def logs_only_grow_within_a_view(before: ReplicaState, after: ReplicaState) -> Violation:
+    """A replica normal in one view before and after a step keeps every entry it held: its
+    op-number does not decrease and no entry after its checkpoint changes (VRR §4.1: a
+    PREPAREOK promises the entries; a checkpoint covers only committed ones, §5.1).
+
+    Rule: R17 (spec/vr.md), with R5 for the log of a view."""
+    if before.status != "normal" or after.status != "normal" or before.view != after.view:
+        return None
+    if after.op_number < before.op_number:
+        return (
+            f"replica {after.replica}: op-number went from {before.op_number} to "
+            f"{after.op_number} in view {after.view}"
+        )
+    start = max(before.log_start, after.log_start)
+    if any(
+        entry_at(after, n) != entry_at(before, n) for n in range(start + 1, before.op_number + 1)
+    ):
+        return f"replica {after.replica}: an entry it held changed in view {after.view}"
     return None
 
 
@@ -231,10 +332,14 @@ STATE_INVARIANTS: tuple[StateInvariant, ...] = (
     normal_logs_in_a_view_are_prefix_ordered,
     acknowledged_ops_survive,
     service_matches_committed_prefix,
+    checkpoints_agree,
 )
 """Every invariant over a cluster state, in the order they are checked and reported."""
 
-STEP_INVARIANTS: tuple[StepInvariant, ...] = (views_and_commits_never_decrease,)
+STEP_INVARIANTS: tuple[StepInvariant, ...] = (
+    views_and_commits_never_decrease,
+    logs_only_grow_within_a_view,
+)
 """Every invariant over one replica's state before and after one event."""
 
 INVARIANT_NAMES: tuple[str, ...] = tuple(f.__name__ for f in (*STATE_INVARIANTS, *STEP_INVARIANTS))

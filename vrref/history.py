@@ -22,7 +22,8 @@ setting the writer stopped recording is an error, not a default)::
       ["example.com.","NS",3600,"ns1.example.com."]]},"read_mode":"local",
      "protocol":{"replica_count":3,"heartbeat_ticks":2,"primary_timeout_ticks":8,
       "view_change_resend_ticks":3,"view_change_stalled_ticks":12,"recovery_resend_ticks":3,
-      "state_transfer_resend_ticks":3,"pipeline_max":1024,"prepare_entries_max":256}}
+      "state_transfer_resend_ticks":3,"pipeline_max":1024,"prepare_entries_max":256,
+      "checkpoint_ops":1024}}
 
 (shown on several lines here, one line in a file).
 
@@ -57,6 +58,8 @@ checker/explore/counterexamples.py)::
 
     {"type":"boot","replica":0,"time":10}                          Boot: a fresh core (R)
     {"type":"restart","replica":0,"nonce":12345,"time":11}         Restart: recovering (R S E)
+    {"type":"reopen","replica":0,"disk":{...},"time":11}           Reopen: restarted from its
+                                                                   disk (R S E)
     {"type":"crash","replica":1,"error":"AssertionError('x')"}     Crash: the core raised (R)
     {"type":"crash","replica":1}                                   or it lost its state (S E)
     {"type":"deliver","replica":1,"messages":[{...}],"time":14}    Deliver: on_messages (R)
@@ -114,6 +117,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Final, Literal, Self, TypeAlias
 
+from vrref.core import durable
+from vrref.core.durable import Durable
 from vrref.core.messages import LogEntry
 from vrref.core.replica import Config, Replica, Snapshot
 
@@ -382,6 +387,37 @@ class Restart:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Reopen:
+    """A replica restarted with what it had made durable: a core ``Replica.restarted``
+    from ``disk`` (vrref/core/durable.py's ``to_json`` of what the process loaded)."""
+
+    type: ClassVar[Literal["reopen"]] = "reopen"
+    replica: int
+    disk: Mapping[str, Any]
+    time: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return _with_time(
+            {"type": self.type, "replica": self.replica, "disk": dict(self.disk)}, self.time
+        )
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any], path: str = "", line: int = 0) -> Reopen:
+        f = _Fields(obj, path, line)
+        replica = f.integer("replica")
+        disk = f._take("disk")
+        if not isinstance(disk, dict):
+            raise f.error('"disk" must be an object (vrref/core/durable.py to_json)')
+        event = cls(replica=replica, disk=disk, time=f.time())
+        f.done()
+        return event
+
+    def durable(self) -> Durable:
+        """The disk; raises CodecError when it is not one."""
+        return durable.from_json(dict(self.disk))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Crash:
     """The replica's core raised (``error``: its repr, the runtime) or the replica lost its
     state (no error: the simulator's and the explorer's failure)."""
@@ -579,6 +615,7 @@ class Timeout:
 STATE_UNRECORDED: Final[Mapping[str, str]] = {
     "replica": "the state event's own replica",
     "log": "unbounded; service_digest stands for its committed part",
+    "checkpoint": "its service snapshot is as large as the zone; checkpoint_digest stands for it",
 }
 """The fields of Snapshot that a recorded state does not hold, and why."""
 
@@ -601,6 +638,7 @@ CRASHED: Final = "crashed"
 _STATE_READERS: Final[Mapping[str, Callable[[Replica], Any]]] = {
     "status": lambda core: core.status.value,
     "service_digest": lambda core: core.service.digest(),
+    "checkpoint_digest": lambda core: "" if core.checkpoint is None else core.checkpoint.digest,
 }
 """How replica_state reads the STATE_FIELDS that are not the core's attribute of that name
 (as Replica.snapshot does; tests/checker/test_history.py checks they agree)."""
@@ -766,6 +804,7 @@ def _with_time(event: dict[str, Any], time: int | None) -> dict[str, Any]:
 ReplicaRecord: TypeAlias = (
     Boot
     | Restart
+    | Reopen
     | Crash
     | Deliver
     | Drop
@@ -783,6 +822,7 @@ ReplicaRecord: TypeAlias = (
 _RECORD_CLASSES: Final[tuple[type[ReplicaRecord], ...]] = (
     Boot,
     Restart,
+    Reopen,
     Crash,
     Deliver,
     Drop,

@@ -101,6 +101,18 @@ def _add_vr_arguments(group: argparse._ArgumentGroup) -> None:
         help="only these replicas' timers start view changes (default any)",
     )
     group.add_argument(
+        "--checkpoint-ops",
+        type=int,
+        metavar="N",
+        help="a checkpoint every N committed ops (default: the Config's, never reached)",
+    )
+    group.add_argument(
+        "--durable",
+        action="store_true",
+        help="replicas persist: a crash keeps the disk, a restart resumes from it, and any"
+        " number of replicas may be down at once",
+    )
+    group.add_argument(
         "--mutant",
         choices=sorted(MUTANTS),
         help="explore a known-buggy variant of the core (the bug zoo, checker/mutants.py)",
@@ -146,7 +158,11 @@ def _build_vr(args: argparse.Namespace) -> Model[Any, Any]:
             raise UsageError(f"replica {max(ids)} is not among the {args.replicas} replicas")
     if args.clients < 1:
         raise UsageError(f"--clients must be at least 1, not {args.clients}")
+    if args.checkpoint_ops is not None and args.checkpoint_ops < 1:
+        raise UsageError(f"--checkpoint-ops must be at least 1, not {args.checkpoint_ops}")
     bounds = Bounds(
+        checkpoint_ops=args.checkpoint_ops,
+        durable=args.durable,
         replica_count=args.replicas,
         client_count=args.clients,
         ops_per_client=args.ops,

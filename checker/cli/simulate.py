@@ -12,9 +12,10 @@ from checker.mutants import MUTANTS
 from checker.sim.simulate import Outcome, run_seed
 
 
-def worker(args: tuple[int, str | None, str | None]) -> Outcome:
+def worker(args: tuple[int, str | None, str | None, bool]) -> Outcome:
     """One seed in a pool process (a top-level function, so ``spawn`` can pickle it)."""
-    return run_seed(*args)
+    seed, mutant, history_dir, durable = args
+    return run_seed(seed, mutant, history_dir, durable_world=durable)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -32,6 +33,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON summary a seed on stdout")
     p.add_argument("--history-dir", help="keep every seed's history here")
     p.add_argument("--stop-on-failure", action="store_true", help="stop at the first failing seed")
+    p.add_argument(
+        "--durable",
+        action="store_true",
+        help="durable worlds: replicas persist and checkpoint often; whole-cluster crashes and"
+        " crashes in the middle of an event",
+    )
     return p
 
 
@@ -52,7 +59,7 @@ def main(argv: list[str]) -> int:
     seeds = (
         [args.seed] if args.seed is not None else list(range(args.start, args.start + args.seeds))
     )
-    tasks = [(s, args.mutant, args.history_dir) for s in seeds]
+    tasks = [(s, args.mutant, args.history_dir, args.durable) for s in seeds]
     started = time.monotonic()
     failures: list[Outcome] = []
     done = ops = 0
@@ -67,6 +74,7 @@ def main(argv: list[str]) -> int:
         if not outcome.passed:
             failures.append(outcome)
             mutant = f" --mutant {outcome.mutant}" if outcome.mutant else ""
+            mutant += " --durable" if args.durable else ""
             sys.stderr.write(
                 f"seed {outcome.seed} FAILED: {outcome.problem}\n"
                 f"  replay: vrref simulate --seed {outcome.seed}{mutant}\n"

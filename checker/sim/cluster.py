@@ -18,11 +18,15 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
 from spec import invariants
+from vrref.core import durable
 from vrref.core.client import Client, Completion
+from vrref.core.durable import Durable
 from vrref.core.messages import (
+    Checkpoint,
     Commit,
     DoViewChange,
     GetState,
+    LogEntry,
     Message,
     NewState,
     Prepare,
@@ -35,7 +39,16 @@ from vrref.core.messages import (
     StartViewChange,
     message_name,
 )
-from vrref.core.replica import Config, Effect, Replica, Send, SendReply, Snapshot, Timer
+from vrref.core.replica import (
+    Config,
+    Effect,
+    Replica,
+    Send,
+    SendReply,
+    Snapshot,
+    Timer,
+    disk_snapshot,
+)
 from vrref.core.statemachine import EchoLog, StateMachine
 
 Address = tuple[str, int]  # ("replica", i) or ("client", client_id)
@@ -112,7 +125,11 @@ class Cluster:
     """When set, ``run`` delivers messages in a seeded random order instead of FIFO."""
     replica_class: type[Replica] = Replica
     """The core to run: ``Replica``, or a mutant of it (checker/mutants.py)."""
+    durable: bool = False
+    """Replicas persist (R19): each has a disk built from its persist effects with
+    ``vrref.core.durable.apply``; a crash keeps the disk and a restart resumes from it."""
     replicas: list[Replica | None] = field(init=False)
+    disks: list[Durable] = field(init=False, default_factory=list)
     clients: dict[int, Client] = field(init=False)
     network: list[InFlight] = field(init=False, default_factory=list)
     completions: list[tuple[int, Completion]] = field(init=False, default_factory=list)
@@ -121,6 +138,10 @@ class Cluster:
     ticks: int = field(init=False, default=0)
     blocked: set[frozenset[int]] = field(init=False, default_factory=set)
     _nonce: int = field(init=False, default=0)
+    _digests: dict[tuple[object, tuple[invariants.Entry, ...]], str] = field(
+        init=False, default_factory=dict, repr=False
+    )
+    _restored: dict[Checkpoint, StateMachine] = field(init=False, default_factory=dict, repr=False)
     _rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
@@ -130,6 +151,8 @@ class Cluster:
         ]
         self.clients = {c: Client(c, self.config.replica_count) for c in self.client_ids}
         self._rng = random.Random(self.seed)
+        if self.durable:
+            self.disks = [durable.EMPTY for _ in self.replicas]
 
     # ------------------------------------------------------------------ inspection
 
@@ -168,8 +191,11 @@ class Cluster:
 
     # ------------------------------------------------------------------ events
 
-    def deliver(self, index: int = 0) -> None:
-        """Delivers the message at ``index`` of the network (FIFO by default)."""
+    def deliver(self, index: int = 0, *, crash_after: int | None = None) -> None:
+        """Delivers the message at ``index`` of the network (FIFO by default). With
+        ``crash_after`` the receiver crashes after performing that many of the event's
+        effects: a crash in the middle of a write, or between a write and its fsync, loses
+        the persist effect being made and all that follows it (R19)."""
         item = self.network.pop(index)
         kind, dst = item.dst
         if frozenset((item.src, item.dst)) in self._blocked_pairs():
@@ -190,6 +216,9 @@ class Cluster:
         before = replica.snapshot() if self.check else None
         self.log(f"{_name(item.src)} -> {_name(item.dst)} {describe(item.message)}")
         effects = replica.on_message(item.message)
+        if crash_after is not None and crash_after < len(effects):
+            self._crash_during(dst, before, effects, crash_after)
+            return
         self._after(dst, before, effects)
 
     def run(
@@ -240,13 +269,23 @@ class Cluster:
         self._after(i, before, replica.on_timeout(timer))
 
     def crash(self, i: int) -> None:
-        """Replica i stops and loses all its state (VRR's model of a failure)."""
+        """Replica i stops and loses all its state (VRR's model of a failure), but for its
+        disk in a durable cluster."""
         self.replicas[i] = None
-        self.log(f"r{i} CRASHES (state lost)")
+        self.log(f"r{i} CRASHES ({'disk kept' if self.durable else 'state lost'})")
 
     def restart(self, i: int) -> None:
-        """Replica i restarts without state and recovers (§4.3) with a fresh nonce."""
+        """Replica i restarts: from its disk in a durable cluster (``Replica.restarted``),
+        else without state, recovering (§4.3) with a fresh nonce."""
         assert self.replicas[i] is None
+        if self.durable:
+            replica, effects = self.replica_class.restarted(
+                self.config, i, self.service_factory, self.disks[i]
+            )
+            self.replicas[i] = replica
+            self.log(f"r{i} restarts from its disk (view {replica.view}, op {replica.op_number})")
+            self._after(i, None, effects)
+            return
         self._nonce += 1
         replica, effects = self.replica_class.recovering(
             self.config, i, self.service_factory, nonce=1000 + self._nonce
@@ -292,17 +331,50 @@ class Cluster:
     def _after(self, i: int, before: Snapshot | None, effects: list[Effect]) -> None:
         replica = self.replicas[i]
         assert replica is not None
+        self._acknowledge(replica, before, effects)
+        self._route(("replica", i), effects)
+        if self.durable and replica.status.value != "recovering":
+            assert self.disks[i] == replica.durable(), "the disk is not the durable state"
+        if self.check:
+            self.check_invariants(before, replica.snapshot())
+
+    def _acknowledge(
+        self, replica: Replica, before: Snapshot | None, effects: Sequence[Effect]
+    ) -> None:
+        """Records the op-number of each request a REPLY acknowledges (looked up in the log
+        before the event too: a checkpoint may have covered it since)."""
         for effect in effects:
             if isinstance(effect, SendReply):
                 request = (effect.reply.client_id, effect.reply.request_number)
-                for position, entry in enumerate(replica.log, start=1):
-                    key = (entry.request.client_id, entry.request.request_number)
-                    if key == request:
-                        self.acknowledged.setdefault(entry.request, position)
+                logs: list[tuple[int, Sequence[LogEntry]]] = [(replica.log_start, replica.log)]
+                if before is not None:
+                    logs.append((before.log_start, before.log))
+                for start, log in logs:
+                    found = next(
+                        (
+                            (position, entry)
+                            for position, entry in enumerate(log, start=start + 1)
+                            if (entry.request.client_id, entry.request.request_number) == request
+                        ),
+                        None,
+                    )
+                    if found is not None:
+                        self.acknowledged.setdefault(found[1].request, found[0])
                         break
-        self._route(("replica", i), effects)
+
+    def _crash_during(
+        self, i: int, before: Snapshot | None, effects: list[Effect], done: int
+    ) -> None:
+        """Replica i performs the first ``done`` effects of an event, then crashes."""
+        replica = self.replicas[i]
+        assert replica is not None
+        performed = effects[:done]
+        self._acknowledge(replica, before, performed)
+        self._route(("replica", i), performed)
+        self.replicas[i] = None
+        self.log(f"r{i} CRASHES after {done} of {len(effects)} effects")
         if self.check:
-            self.check_invariants(before, replica.snapshot())
+            self.check_invariants()
 
     def check_invariants(
         self, before: Snapshot | None = None, after: Snapshot | None = None
@@ -312,6 +384,11 @@ class Cluster:
             replica_count=self.config.replica_count,
             acknowledged=self.acknowledged,
             digest_of=self._digest_of,
+            disks=[
+                disk_snapshot(i, disk)
+                for i, disk in enumerate(self.disks)
+                if self.replicas[i] is None
+            ],
         )
         problems = [str(found) for found in invariants.check_state(cluster)]
         if before is not None and after is not None:
@@ -319,19 +396,33 @@ class Cluster:
         if problems:
             raise InvariantViolation("; ".join(problems) + "\n" + "\n".join(self.trace[-30:]))
 
-    def _digest_of(self, entries: Sequence[invariants.Entry]) -> str:
+    def _digest_of(self, checkpoint: object, entries: Sequence[invariants.Entry]) -> str:
+        """The digest after ``entries`` from ``checkpoint`` (memoized: the invariants ask
+        after every event, and restoring a zone from its snapshot is slow)."""
+        key = (checkpoint, tuple(entries))
+        digest = self._digests.get(key)
+        if digest is not None:
+            return digest
         service = self.service_factory()
+        if checkpoint is not None:
+            assert isinstance(checkpoint, Checkpoint)
+            restored = self._restored.get(checkpoint)
+            if restored is None:
+                restored = self._restored[checkpoint] = service.restore(checkpoint.service)
+            service = restored.clone()
         for entry in entries:
             request = entry.request
             assert isinstance(request, Request)
             service.apply(request.op)
-        return service.digest()
+        digest = self._digests[key] = service.digest()
+        return digest
 
     def _route(self, src: Address, effects: Sequence[Effect]) -> None:
         for effect in effects:
             if isinstance(effect, SendReply):
                 dst: Address = ("client", effect.reply.client_id)
                 self.network.append(InFlight(src, dst, effect.reply))
-            else:
-                assert isinstance(effect, Send)
+            elif isinstance(effect, Send):
                 self.network.append(InFlight(src, ("replica", effect.to), effect.message))
+            elif self.durable:
+                self.disks[src[1]] = durable.apply(self.disks[src[1]], effect)

@@ -17,6 +17,14 @@ ops = st.text(max_size=30)
 requests = st.builds(m.Request, op=ops, client_id=ints, request_number=ints)
 entries = st.builds(m.LogEntry, view=small, request=requests)
 logs = st.lists(entries, max_size=5).map(tuple)
+records = st.builds(m.ClientRecord, client_id=ints, request_number=ints, result=ops)
+checkpoints = st.builds(
+    m.Checkpoint,
+    op_number=ints,
+    service=st.text(max_size=60),
+    digest=ops,
+    client_table=st.lists(records, max_size=3).map(tuple),
+)
 
 any_message = st.one_of(
     requests,
@@ -28,19 +36,31 @@ any_message = st.one_of(
     st.builds(
         m.DoViewChange,
         view=ints,
+        log_start=ints,
         log=logs,
+        checkpoint=st.none() | checkpoints,
         last_normal_view=ints,
         op_number=ints,
         commit_number=ints,
         replica=small,
     ),
-    st.builds(m.StartView, view=ints, log=logs, op_number=ints, commit_number=ints),
+    st.builds(
+        m.StartView,
+        view=ints,
+        log_start=ints,
+        log=logs,
+        checkpoint=st.none() | checkpoints,
+        op_number=ints,
+        commit_number=ints,
+    ),
     st.builds(m.Recovery, replica=small, nonce=ints),
     st.builds(
         m.RecoveryResponse,
         view=ints,
         nonce=ints,
+        log_start=st.none() | ints,
         log=st.none() | logs,
+        checkpoint=st.none() | checkpoints,
         op_number=st.none() | ints,
         commit_number=st.none() | ints,
         replica=small,
@@ -51,6 +71,7 @@ any_message = st.one_of(
         view=ints,
         after_op_number=ints,
         entries=logs,
+        checkpoint=st.none() | checkpoints,
         op_number=ints,
         commit_number=ints,
     ),

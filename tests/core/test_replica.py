@@ -172,7 +172,7 @@ def test_old_view_messages_are_ignored() -> None:
         Prepare(view=0, entries=(), op_number=1, commit_number=1),
         Commit(view=0, commit_number=1),
         StartViewChange(view=0, replica=1),
-        StartView(view=0, log=(), op_number=0, commit_number=0),
+        StartView(log_start=0, checkpoint=None, view=0, log=(), op_number=0, commit_number=0),
         PrepareOk(view=0, op_number=1, replica=1),
     ]
     for message in stale:
@@ -283,7 +283,16 @@ def test_do_view_change_to_a_started_view_gets_the_start_view_again() -> None:
     c.tick(c.config.primary_timeout_ticks + 2)
     primary = c.replica(1)
     assert primary.status is Status.NORMAL and primary.view == 1
-    late = DoViewChange(view=1, log=(), last_normal_view=0, op_number=0, commit_number=0, replica=2)
+    late = DoViewChange(
+        log_start=0,
+        checkpoint=None,
+        view=1,
+        log=(),
+        last_normal_view=0,
+        op_number=0,
+        commit_number=0,
+        replica=2,
+    )
     effects = primary.on_message(late)
     assert [type(e.message) for e in effects if isinstance(e, Send)] == [StartView]
 
@@ -293,8 +302,17 @@ def test_messages_from_the_network_never_crash_a_replica() -> None:
     r = Replica(Config(replica_count=3), 1, EchoLog)
     bad = [
         Prepare(view=0, entries=(), op_number=0, commit_number=5),
-        StartView(view=3, log=(), op_number=2, commit_number=0),
-        DoViewChange(view=1, log=(), last_normal_view=0, op_number=3, commit_number=0, replica=2),
+        StartView(log_start=0, checkpoint=None, view=3, log=(), op_number=2, commit_number=0),
+        DoViewChange(
+            log_start=0,
+            checkpoint=None,
+            view=1,
+            log=(),
+            last_normal_view=0,
+            op_number=3,
+            commit_number=0,
+            replica=2,
+        ),
         Reply(view=0, client_id=1, request_number=1, result="x"),
     ]
     for message in bad:

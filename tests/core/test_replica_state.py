@@ -17,7 +17,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import cluster
-from vrref.core.messages import DoViewChange, LogEntry, RecoveryResponse, Request
+from vrref.core.messages import (
+    Checkpoint,
+    ClientRecord,
+    DoViewChange,
+    LogEntry,
+    RecoveryResponse,
+    Request,
+)
 from vrref.core.replica import (
     NON_PROTOCOL_SLOTS,
     PROTOCOL_STATE,
@@ -40,6 +47,16 @@ OP = "op-of-4242"
 ENTRY = LogEntry(view=0, request=Request(op=OP, client_id=CLIENT, request_number=1))
 
 
+def checkpoint(op_number: int) -> Checkpoint:
+    """A checkpoint naming the marked client in its service, digest and client-table."""
+    return Checkpoint(
+        op_number=op_number,
+        service=OP,
+        digest=OP,
+        client_table=(ClientRecord(client_id=CLIENT, request_number=1, result=f"1:{OP}"),),
+    )
+
+
 def _arm_another_timer(r: Replica) -> None:
     r.timers[next(t for t in Timer if t not in r.timers)] = 1
 
@@ -57,7 +74,11 @@ MUTATIONS: dict[str, Callable[[Replica], None]] = {
     ),
     "view": lambda r: setattr(r, "view", r.view + 1),
     "last_normal_view": lambda r: setattr(r, "last_normal_view", r.last_normal_view + 1),
+    "log_start": lambda r: setattr(r, "log_start", r.log_start + 1),
     "log": lambda r: r.log.append(ENTRY),
+    "checkpoint": lambda r: setattr(
+        r, "checkpoint", checkpoint(1 + (0 if r.checkpoint is None else r.checkpoint.op_number))
+    ),
     "commit_number": lambda r: setattr(r, "commit_number", r.commit_number + 1),
     "client_table": lambda r: r.client_table.__setitem__(
         CLIENT + len(r.client_table), (1, f"1:{OP}")
@@ -69,14 +90,30 @@ MUTATIONS: dict[str, Callable[[Replica], None]] = {
     "do_view_changes": lambda r: r.do_view_changes.__setitem__(
         len(r.do_view_changes) + 10,
         DoViewChange(
-            view=1, log=(ENTRY,), last_normal_view=0, op_number=1, commit_number=0, replica=1
+            view=1,
+            log_start=1,
+            log=(ENTRY,),
+            checkpoint=checkpoint(1),
+            last_normal_view=0,
+            op_number=2,
+            commit_number=1,
+            replica=1,
         ),
     ),
     "_dvc_sent": lambda r: setattr(r, "_dvc_sent", not r._dvc_sent),
     "nonce": lambda r: setattr(r, "nonce", (r.nonce or 0) + 1),
     "recovery_responses": lambda r: r.recovery_responses.__setitem__(
         len(r.recovery_responses) + 10,
-        RecoveryResponse(view=0, nonce=7, log=(ENTRY,), op_number=1, commit_number=0, replica=0),
+        RecoveryResponse(
+            view=0,
+            nonce=7,
+            log_start=1,
+            log=(ENTRY,),
+            checkpoint=checkpoint(1),
+            op_number=2,
+            commit_number=1,
+            replica=0,
+        ),
     ),
     "state_transfer_view": lambda r: setattr(
         r, "state_transfer_view", (r.state_transfer_view or 0) + 1
@@ -257,6 +294,9 @@ class Everything:
     def service_digest(self, digest: str) -> str:
         return "renamed"
 
+    def service_snapshot(self, snapshot: str) -> str:
+        return "renamed"
+
 
 @dataclasses.dataclass(frozen=True)
 class Nothing:
@@ -271,6 +311,9 @@ class Nothing:
 
     def service_digest(self, digest: str) -> str:
         return digest
+
+    def service_snapshot(self, snapshot: str) -> str:
+        return snapshot
 
 
 def test_relabel_reaches_every_value_that_names_a_client() -> None:

@@ -116,7 +116,14 @@ def test_trap_1_newstate_in_the_same_view_never_drops_acknowledged_entries() -> 
     r.on_message(Prepare(view=0, entries=entries[:1], op_number=5, commit_number=0))
     assert r.state_transfer_view == 0
     r.on_message(
-        NewState(view=0, after_op_number=1, entries=entries[1:2], op_number=2, commit_number=0)
+        NewState(
+            checkpoint=None,
+            view=0,
+            after_op_number=1,
+            entries=entries[1:2],
+            op_number=2,
+            commit_number=0,
+        )
     )
     assert r.op_number == 3 and tuple(r.log) == entries
 
@@ -143,13 +150,27 @@ def test_trap_2_do_view_changes_count_only_for_the_current_view() -> None:
     r.on_message(StartViewChange(view=4, replica=2))
     assert r.view == 4 and r.status is Status.VIEW_CHANGE
     stale = DoViewChange(
-        view=1, log=(), last_normal_view=0, op_number=0, commit_number=0, replica=0
+        log_start=0,
+        checkpoint=None,
+        view=1,
+        log=(),
+        last_normal_view=0,
+        op_number=0,
+        commit_number=0,
+        replica=0,
     )
     r.on_message(stale)
     assert r.do_view_changes.keys() == {1}  # only its own, for view 4
     assert r.ignored["doviewchange for an older view"] == 1
     current = DoViewChange(
-        view=4, log=(ENTRY_A,), last_normal_view=0, op_number=1, commit_number=0, replica=0
+        log_start=0,
+        checkpoint=None,
+        view=4,
+        log=(ENTRY_A,),
+        last_normal_view=0,
+        op_number=1,
+        commit_number=0,
+        replica=0,
     )
     r.on_message(current)
     assert r.status is Status.NORMAL and r.view == 4 and r.log == [ENTRY_A]
@@ -185,10 +206,24 @@ def test_trap_3_only_the_primary_response_of_the_highest_view_is_adopted() -> No
     config = Config(replica_count=3)
     r, _ = Replica.recovering(config, 0, EchoLog, nonce=7)
     old_primary = RecoveryResponse(
-        view=1, nonce=7, log=(ENTRY_A,), op_number=1, commit_number=1, replica=1
+        view=1,
+        nonce=7,
+        log_start=0,
+        log=(ENTRY_A,),
+        checkpoint=None,
+        op_number=1,
+        commit_number=1,
+        replica=1,
     )
     newer_backup = RecoveryResponse(
-        view=4, nonce=7, log=None, op_number=None, commit_number=None, replica=2
+        view=4,
+        nonce=7,
+        log_start=None,
+        log=None,
+        checkpoint=None,
+        op_number=None,
+        commit_number=None,
+        replica=2,
     )
     r.on_message(old_primary)
     r.on_message(newer_backup)
@@ -196,7 +231,16 @@ def test_trap_3_only_the_primary_response_of_the_highest_view_is_adopted() -> No
     assert r.status is Status.RECOVERING
     b = LogEntry(view=4, request=Request(op="B", client_id=2, request_number=1))
     r.on_message(
-        RecoveryResponse(view=4, nonce=7, log=(ENTRY_A, b), op_number=2, commit_number=1, replica=1)
+        RecoveryResponse(
+            view=4,
+            nonce=7,
+            log_start=0,
+            log=(ENTRY_A, b),
+            checkpoint=None,
+            op_number=2,
+            commit_number=1,
+            replica=1,
+        )
     )
     assert r.status is Status.NORMAL and r.view == 4 and r.log == [ENTRY_A, b]
     assert r.commit_number == 1
@@ -208,8 +252,19 @@ def test_trap_4_a_recovering_replica_never_votes() -> None:
     before = r.state_key()
     for message in [
         StartViewChange(view=1, replica=1),
-        DoViewChange(view=2, log=(), last_normal_view=0, op_number=0, commit_number=0, replica=1),
-        StartView(view=1, log=(ENTRY_A,), op_number=1, commit_number=0),
+        DoViewChange(
+            log_start=0,
+            checkpoint=None,
+            view=2,
+            log=(),
+            last_normal_view=0,
+            op_number=0,
+            commit_number=0,
+            replica=1,
+        ),
+        StartView(
+            log_start=0, checkpoint=None, view=1, log=(ENTRY_A,), op_number=1, commit_number=0
+        ),
         Prepare(view=0, entries=(ENTRY_A,), op_number=1, commit_number=0),
         GetState(view=0, op_number=0, replica=1),
         Recovery(replica=1, nonce=3),
@@ -315,7 +370,14 @@ def _trap_8_commit_number_never_goes_back_on_start_view(replica_class: type[Repl
     c.partition([0], [1, 2])
     c.timeout(1, Timer.PRIMARY)
     c.run(drop=lambda m: isinstance(m.message, Prepare))
-    start_view = StartView(view=1, log=tuple(c.replica(1).log), op_number=1, commit_number=0)
+    start_view = StartView(
+        log_start=0,
+        checkpoint=None,
+        view=1,
+        log=tuple(c.replica(1).log),
+        op_number=1,
+        commit_number=0,
+    )
     r0.on_message(start_view)  # the deposed primary hears of view 1
     assert r0.view == 1 and r0.status is Status.NORMAL
     assert r0.commit_number == 1

@@ -34,6 +34,7 @@ def five_replicas(tmp_path: Path) -> ClusterConfig:
             state_transfer_resend_ticks=6,
             pipeline_max=77,
             prepare_entries_max=9,
+            checkpoint_ops=13,
         ),
     )
 

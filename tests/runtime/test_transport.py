@@ -62,7 +62,9 @@ def test_messages_arrive_including_large_logs(receiver) -> None:
             )
             for i in range(20_000)
         )
-        big = StartView(view=1, log=log, op_number=len(log), commit_number=0)
+        big = StartView(
+            log_start=0, checkpoint=None, view=1, log=log, op_number=len(log), commit_number=0
+        )
         sender.send(0, Commit(view=1, commit_number=2))
         sender.send(0, big)
         assert inbox.get(timeout=5) == Commit(view=1, commit_number=2)

@@ -36,12 +36,26 @@ class S:
     last_normal_view: int = 0
     op_number: int = 0
     commit_number: int = 0
+    log_start: int = 0
     log: tuple[E, ...] = ()
+    checkpoint_digest: str = ""
+    checkpoint: str | None = None
+    """Here the checkpoint is its service's digest: the ops it covers, joined by "|"."""
     service_digest: str = ""
 
 
-def digest(entries: Sequence[invariants.Entry]) -> str:
-    return "|".join(str(e.request) for e in entries)
+def digest(checkpoint: object, entries: Sequence[invariants.Entry]) -> str:
+    ops = [] if not checkpoint else [str(checkpoint)]
+    return "|".join([*ops, *(str(e.request) for e in entries)])
+
+
+def checkpointed(s: S, at: int) -> S:
+    """``s`` after a checkpoint at op-number ``at``: the log keeps the entries after it."""
+    covered = s.log[: at - s.log_start]
+    ops = digest(s.checkpoint, covered)
+    return replace(
+        s, log_start=at, log=s.log[at - s.log_start :], checkpoint=ops, checkpoint_digest=ops
+    )
 
 
 def state(replica: int, ops: str, committed: int, **kw: object) -> S:
@@ -53,7 +67,7 @@ def state(replica: int, ops: str, committed: int, **kw: object) -> S:
         op_number=len(log),
         commit_number=committed,
         log=log,
-        service_digest=digest(log[:committed]),
+        service_digest=digest(None, log[:committed]),
         **kw,  # type: ignore[arg-type]
     )
 
@@ -75,10 +89,19 @@ BAD: dict[str, ClusterState] = {
         state(0, "ab", 2), state(1, "", 0), state(2, "", 0), acknowledged={"b": 2}
     ),
     "service_matches_committed_prefix": cluster(replace(state(0, "ab", 2), service_digest="a")),
+    "checkpoints_agree": cluster(
+        checkpointed(state(0, "ab", 2), 2),
+        replace(checkpointed(state(1, "ab", 2), 2), checkpoint_digest="a|x"),
+    ),
 }
 
 BAD_STEPS: dict[str, tuple[S, S]] = {
     "views_and_commits_never_decrease": (state(0, "ab", 2, view=1), state(0, "ab", 2, view=0)),
+    # A checkpoint at 1 that also forgot the uncommitted entry 2.
+    "logs_only_grow_within_a_view": (
+        state(0, "ab", 1),
+        replace(checkpointed(state(0, "a", 1), 1), op_number=1),
+    ),
 }
 
 
@@ -152,3 +175,48 @@ def test_every_rule_names_an_invariant_or_says_why_none_applies() -> None:
         assert mentioned or "No invariant" in text, f"{rule} names no invariant"
         for n in re.findall(r"[Ii]nvariants? `(\w+)`", text):
             assert n in names, f"{rule} names `{n}`, which spec/invariants.py does not define"
+
+
+def test_checkpoints_at_one_op_number_must_agree_across_replicas() -> None:
+    a = checkpointed(state(0, "ab", 2), 2)
+    b = checkpointed(state(1, "xb", 2), 2)  # self-consistent, but another history
+    broken = invariants.checkpoints_agree(cluster(a, b))
+    assert broken is not None and "different checkpoints at op-number 2" in broken
+
+
+def test_checkpointed_logs_are_judged_by_absolute_op_numbers() -> None:
+    # The same cluster as GOOD, with checkpoints at different op-numbers: nothing breaks.
+    good = cluster(
+        checkpointed(state(0, "abc", 2), 2),
+        checkpointed(state(1, "ab", 2), 1),
+        state(2, "a", 1),
+        acknowledged={"a": 1},
+    )
+    assert invariants.check_state(good) == []
+    # An op under one replica's checkpoint and different in another's log is divergence.
+    forked = cluster(checkpointed(state(0, "ab", 2), 1), state(1, "ax", 2))
+    assert invariants.no_committed_divergence(forked) is not None
+
+
+def test_a_crashed_replicas_disk_keeps_an_acknowledged_op() -> None:
+    # Two of three replicas are down; only their disks hold the acknowledged op.
+    live = state(0, "", 0)
+    disks = [
+        replace(state(1, "ab", 0), status="crashed"),
+        replace(state(2, "a", 0), status="crashed"),
+    ]
+    held = ClusterState(
+        replicas=[live], replica_count=3, acknowledged={"a": 1}, digest_of=digest, disks=disks
+    )
+    assert invariants.acknowledged_ops_survive(held) is None
+    lost = replace(held, disks=[disks[0], replace(disks[1], log=(), op_number=0)])
+    broken = invariants.acknowledged_ops_survive(lost)
+    assert broken is not None and "only 1 replicas that kept their state" in broken
+
+
+def test_logs_only_grow_within_a_view_allows_checkpoints_and_new_views() -> None:
+    check = invariants.logs_only_grow_within_a_view
+    before = state(0, "ab", 1)
+    assert check(before, checkpointed(state(0, "abc", 1), 1)) is None  # truncation, growth
+    assert check(before, state(0, "ax", 1)) is not None  # an entry it held changed
+    assert check(before, state(0, "a", 1, view=1)) is None  # a new view may replace it

@@ -34,9 +34,11 @@ relations between them are checked when this module is imported:
   (``PREPARE_BYTES_MAX``), whatever the integers.
 - ``PREPARE_ENTRIES_MAX``: the largest ``Config.prepare_entries_max`` this codec is sized for.
 - ``LOG_ENTRIES_MAX`` and ``LOG_BYTES_MAX``: the longest log a DOVIEWCHANGE, STARTVIEW,
-  RECOVERYRESPONSE or NEWSTATE can carry, in entries and in encoded bytes. No constant bounds
-  the core's log itself (there are no checkpoints yet, VRR §5.1): these say how long it may
-  grow before such a message no longer decodes.
+  RECOVERYRESPONSE or NEWSTATE can carry, in entries and in encoded bytes. The core's log
+  is bounded by its checkpoints (``Config.log_entries_max`` in vrref/core/replica.py, at
+  most ``LOG_ENTRIES_MAX``), so these messages carry a bounded suffix.
+- ``SNAPSHOT_BYTES_MAX`` and ``CLIENT_TABLE_MAX``: a checkpoint's service snapshot and
+  client-table.
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ PREPARE_ENTRIES_MAX: Final = 512
 """The most entries one PREPARE may carry (``Config.prepare_entries_max`` at most this)."""
 LOG_ENTRIES_MAX: Final = 1_000_000
 """The most entries a log field may carry."""
+SNAPSHOT_BYTES_MAX: Final = 32 * 1024 * 1024
+"""The longest service snapshot a checkpoint may carry, in encoded bytes."""
+CLIENT_TABLE_MAX: Final = 1 << 20
+"""The most client-table records a checkpoint may carry."""
 ESCAPED_CHAR_BYTES_MAX: Final = 12
 """The most bytes one character takes in ``encode``'s ASCII-only JSON: a character beyond the
 Basic Multilingual Plane becomes two ``\\uXXXX`` escapes."""
@@ -81,6 +87,30 @@ class LogEntry:
 
 
 Log: TypeAlias = tuple[LogEntry, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientRecord:
+    """One client-table entry: a client's newest executed request and its result (§4.1)."""
+
+    client_id: int
+    request_number: int
+    result: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Checkpoint:
+    """The state after executing ops 1..``op_number`` (VRR §5.1): the service's snapshot
+    (``StateMachine.snapshot``), its digest, and the client-table at that point.
+
+    A log that starts after a checkpoint holds the entries from ``op_number + 1``; the
+    checkpoint stands for every entry up to it. Op-numbers stay absolute.
+    """
+
+    op_number: int
+    service: str
+    digest: str
+    client_table: tuple[ClientRecord, ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,10 +160,16 @@ class StartViewChange:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DoViewChange:
-    """DOVIEWCHANGE<v, l, v', n, k, i>: v' is the latest view in which i was normal."""
+    """DOVIEWCHANGE<v, l, v', n, k, i>: v' is the latest view in which i was normal.
+
+    The log is the suffix after ``log_start``, the sender's checkpoint (§5.3), which
+    ``checkpoint`` carries when ``log_start`` is not 0: the sender cannot know whether the
+    new primary is behind it (spec/vr.md R18)."""
 
     view: int
+    log_start: int
     log: Log
+    checkpoint: Checkpoint | None
     last_normal_view: int
     op_number: int
     commit_number: int
@@ -142,10 +178,13 @@ class DoViewChange:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StartView:
-    """STARTVIEW<v, l, n, k>."""
+    """STARTVIEW<v, l, n, k>: the log after ``log_start``, with the primary's checkpoint at
+    ``log_start`` only for a receiver that may be behind it (spec/vr.md R18)."""
 
     view: int
+    log_start: int
     log: Log
+    checkpoint: Checkpoint | None
     op_number: int
     commit_number: int
 
@@ -160,11 +199,14 @@ class Recovery:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RecoveryResponse:
-    """RECOVERYRESPONSE<v, x, l, n, k, j>: l, n, k are present only from the primary of v."""
+    """RECOVERYRESPONSE<v, x, l, n, k, j>: l, n, k are present only from the primary of v,
+    the log after ``log_start`` with the checkpoint at ``log_start`` (when not 0)."""
 
     view: int
     nonce: int
+    log_start: int | None
     log: Log | None
+    checkpoint: Checkpoint | None
     op_number: int | None
     commit_number: int | None
     replica: int
@@ -181,11 +223,14 @@ class GetState:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NewState:
-    """NEWSTATE<v, l, n, k>: the view-v log after ``after_op_number``, up to n."""
+    """NEWSTATE<v, l, n, k>: the view-v log after ``after_op_number``, up to n. When the
+    GETSTATE asked for entries the sender no longer holds, ``checkpoint`` is the sender's
+    and ``after_op_number`` its op-number (application state transfer, §5.2-5.3)."""
 
     view: int
     after_op_number: int
     entries: Log
+    checkpoint: Checkpoint | None
     op_number: int
     commit_number: int
 
@@ -243,6 +288,28 @@ def _log_to_json(log: Log) -> list[Any]:
     return [[e.view, *_request_to_json(e.request)] for e in log]
 
 
+def log_to_json(log: Log) -> list[Any]:
+    """A log as JSON: a list of [view, op, client_id, request_number]."""
+    return _log_to_json(log)
+
+
+def log_from_json(value: object, name: str = "log") -> Log:
+    """A log from untrusted JSON, every entry checked; raises CodecError."""
+    return _log(value, name)
+
+
+def checkpoint_to_json(checkpoint: Checkpoint) -> dict[str, Any]:
+    """A checkpoint as JSON: its fields, the client-table as [client, number, result]s."""
+    return {
+        "op_number": checkpoint.op_number,
+        "service": checkpoint.service,
+        "digest": checkpoint.digest,
+        "client_table": [
+            [r.client_id, r.request_number, r.result] for r in checkpoint.client_table
+        ],
+    }
+
+
 def to_json(message: Message) -> dict[str, Any]:
     """The message as a JSON-ready dict; logs become lists of [view, op, client, number]."""
     out: dict[str, Any] = {"type": WIRE_NAMES[type(message)]}
@@ -250,6 +317,8 @@ def to_json(message: Message) -> dict[str, Any]:
         value = getattr(message, f.name)
         if isinstance(value, tuple):
             value = _log_to_json(value)
+        elif isinstance(value, Checkpoint):
+            value = checkpoint_to_json(value)
         out[f.name] = value
     return out
 
@@ -316,11 +385,49 @@ def _log(value: object, name: str) -> Log:
     return tuple(entries)
 
 
+def checkpoint_from_json(value: object, name: str = "checkpoint") -> Checkpoint:
+    """A checkpoint from untrusted JSON, every field checked; raises CodecError."""
+    if not isinstance(value, dict) or set(value) != {
+        "op_number",
+        "service",
+        "digest",
+        "client_table",
+    }:
+        raise CodecError(
+            f"field {name!r} must be an object with op_number, service, digest, client_table"
+        )
+    service = value["service"]
+    if not isinstance(service, str) or len(service) > SNAPSHOT_BYTES_MAX:
+        raise CodecError(f"field {name}.service must be a string of at most the snapshot bound")
+    table = value["client_table"]
+    if not isinstance(table, list) or len(table) > CLIENT_TABLE_MAX:
+        raise CodecError(f"field {name}.client_table must be a list of at most {CLIENT_TABLE_MAX}")
+    records = []
+    for index, item in enumerate(table):
+        where = f"{name}.client_table[{index}]"
+        if not isinstance(item, list) or len(item) != 3:
+            raise CodecError(f"{where} must be [client_id, request_number, result]")
+        records.append(
+            ClientRecord(
+                client_id=_int(item[0], where + ".client_id"),
+                request_number=_int(item[1], where + ".request_number"),
+                result=_str(item[2], where + ".result"),
+            )
+        )
+    return Checkpoint(
+        op_number=_int(value["op_number"], name + ".op_number"),
+        service=service,
+        digest=_str(value["digest"], name + ".digest"),
+        client_table=tuple(records),
+    )
+
+
 # The type annotations, as strings (from __future__ import annotations), name the checks.
 _CHECKS: Final = {
     "int": _int,
     "str": _str,
     "Log": _log,
+    "Checkpoint": checkpoint_from_json,
 }
 
 
@@ -382,13 +489,36 @@ def _whole_log_envelope_bytes() -> int:
     big = INT_MAX
     empty: tuple[Message, ...] = (
         DoViewChange(
-            view=big, log=(), last_normal_view=big, op_number=big, commit_number=big, replica=big
+            view=big,
+            log_start=big,
+            log=(),
+            checkpoint=None,
+            last_normal_view=big,
+            op_number=big,
+            commit_number=big,
+            replica=big,
         ),
-        StartView(view=big, log=(), op_number=big, commit_number=big),
+        StartView(
+            view=big, log_start=big, log=(), checkpoint=None, op_number=big, commit_number=big
+        ),
         RecoveryResponse(
-            view=big, nonce=big, log=(), op_number=big, commit_number=big, replica=big
+            view=big,
+            nonce=big,
+            log_start=big,
+            log=(),
+            checkpoint=None,
+            op_number=big,
+            commit_number=big,
+            replica=big,
         ),
-        NewState(view=big, after_op_number=big, entries=(), op_number=big, commit_number=big),
+        NewState(
+            view=big,
+            after_op_number=big,
+            entries=(),
+            checkpoint=None,
+            op_number=big,
+            commit_number=big,
+        ),
     )
     return max(len(encode(m)) for m in empty)
 

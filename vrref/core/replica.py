@@ -33,8 +33,9 @@ traps in spec/traps.md, each with a test named after its number:
 - Recovery retries with the same nonce and keeps each replica's newest response; it adopts
   state only from the primary of the highest view among f+1 responses (traps 3, 6).
 - A recovering replica never votes, acknowledges or answers (trap 4).
-- DOVIEWCHANGE and STARTVIEW carry whole logs (trap 7); commit-number never decreases,
-  e.g. when a deposed primary receives STARTVIEW (trap 8).
+- DOVIEWCHANGE, STARTVIEW, RECOVERYRESPONSE and NEWSTATE carry the log after a checkpoint
+  (§5.3), never a partial log without the checkpoint it starts after (trap 7; R18);
+  commit-number never decreases, e.g. when a deposed primary receives STARTVIEW (trap 8).
 - At-most-once: the client-table holds, per client, the newest executed request and its
   result; it is derived from the committed log, never evicted, and consulted before a
   request enters the log (trap 9). Replies are sent only by a primary in status normal, so a
@@ -44,8 +45,14 @@ PREPAREOK is cumulative: PREPAREOK<v, n, i> says replica i holds the view-v log 
 which is what VRR's in-order acceptance guarantees anyway; so one acknowledgement covers a
 batch, and a lost one is repaired by the next.
 
-Checkpoints and log truncation (§5.1) are not implemented yet: the log grows without bound
-and recovery re-executes it from the beginning.
+Checkpoints (§5.1, R17): every ``checkpoint_ops`` committed ops (at op-numbers that are
+multiples of it, so that replicas can compare digests), a replica snapshots its service and
+client-table and forgets the log up to there; ``log`` holds the entries after
+``log_start``, and op-numbers stay absolute.
+
+Durability (R19, vrref/core/durable.py): an event that changes the vote (view, status, last
+normal view), the log or the checkpoint returns persist effects first, ahead of every send;
+``Replica.restarted`` rejoins from what they made durable.
 """
 
 from __future__ import annotations
@@ -57,8 +64,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import KW_ONLY, dataclass, fields, replace
 from typing import Any, Final, Protocol, TypeAlias, assert_never
 
+from vrref.core import durable
+from vrref.core.durable import Durable, PersistCheckpoint, PersistLog, PersistVote
 from vrref.core.messages import (
     PREPARE_ENTRIES_MAX,
+    Checkpoint,
+    ClientRecord,
     Commit,
     DoViewChange,
     GetState,
@@ -123,6 +134,9 @@ class Config:
     """Uncommitted entries the primary accepts before it drops new requests."""
     prepare_entries_max: int = 256
     """Entries one PREPARE carries; larger batches and repairs are split."""
+    checkpoint_ops: int = 1024
+    """A checkpoint is taken at every op-number that is a multiple of this (§5.1); the log
+    keeps only the entries after the newest one."""
 
     def __post_init__(self) -> None:
         if self.replica_count < 1 or self.replica_count % 2 == 0:
@@ -136,6 +150,7 @@ class Config:
             "state_transfer_resend_ticks",
             "pipeline_max",
             "prepare_entries_max",
+            "checkpoint_ops",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
@@ -191,7 +206,7 @@ class SendReply:
     reply: Reply
 
 
-Effect: TypeAlias = Send | SendReply
+Effect: TypeAlias = Send | SendReply | durable.Persist
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -205,7 +220,12 @@ class Snapshot:
     last_normal_view: int
     op_number: int
     commit_number: int
+    log_start: int
+    """The op-number of the checkpoint; ``log`` holds the entries after it."""
     log: Log
+    checkpoint_digest: str
+    """The checkpoint's service digest ("" without a checkpoint)."""
+    checkpoint: Checkpoint | None
     service_digest: str
 
 
@@ -221,6 +241,10 @@ class ClientRenaming(Protocol):
 
     def service_digest(self, digest: str) -> str:
         """The digest of the service that executed the renamed ops instead."""
+        ...
+
+    def service_snapshot(self, snapshot: str) -> str:
+        """The snapshot of the service that executed the renamed ops instead."""
         ...
 
 
@@ -241,7 +265,9 @@ class ReplicaKey:
     status: Status
     view: int
     last_normal_view: int
+    log_start: int
     log: Log
+    checkpoint: Checkpoint | None
     commit_number: int
     client_table: tuple[tuple[int, tuple[int, str]], ...]
     acks: tuple[tuple[int, int], ...]
@@ -332,19 +358,102 @@ def _relabel_client_table(
 def _relabel_do_view_changes(
     kept: tuple[tuple[int, DoViewChange], ...], rename: ClientRenaming
 ) -> tuple[tuple[int, DoViewChange], ...]:
-    return tuple((i, replace(m, log=_relabel_log(m.log, rename))) for i, m in kept)
+    return tuple(
+        (
+            i,
+            replace(
+                m,
+                log=_relabel_log(m.log, rename),
+                checkpoint=_relabel_checkpoint(m.checkpoint, rename),
+            ),
+        )
+        for i, m in kept
+    )
 
 
 def _relabel_recovery_responses(
     kept: tuple[tuple[int, RecoveryResponse], ...], rename: ClientRenaming
 ) -> tuple[tuple[int, RecoveryResponse], ...]:
     return tuple(
-        (i, m if m.log is None else replace(m, log=_relabel_log(m.log, rename))) for i, m in kept
+        (
+            i,
+            m
+            if m.log is None
+            else replace(
+                m,
+                log=_relabel_log(m.log, rename),
+                checkpoint=_relabel_checkpoint(m.checkpoint, rename),
+            ),
+        )
+        for i, m in kept
     )
 
 
 def _relabel_service_digest(digest: str, rename: ClientRenaming) -> str:
     return rename.service_digest(digest)
+
+
+def _relabel_checkpoint(checkpoint: Checkpoint | None, rename: ClientRenaming) -> Checkpoint | None:
+    if checkpoint is None:
+        return None
+    return Checkpoint(
+        op_number=checkpoint.op_number,
+        service=rename.service_snapshot(checkpoint.service),
+        digest=rename.service_digest(checkpoint.digest),
+        client_table=tuple(
+            sorted(
+                (
+                    ClientRecord(
+                        client_id=rename.client_id(r.client_id),
+                        request_number=r.request_number,
+                        result=rename.result(r.result),
+                    )
+                    for r in checkpoint.client_table
+                ),
+                key=_record_order,
+            )
+        ),
+    )
+
+
+relabel_checkpoint: Final = _relabel_checkpoint
+"""A checkpoint with the clients renamed (the explorer's client symmetry)."""
+
+
+def relabel_durable(disk: Durable, rename: ClientRenaming) -> Durable:
+    """A disk with the clients renamed (the explorer's client symmetry)."""
+    return replace(
+        disk,
+        checkpoint=_relabel_checkpoint(disk.checkpoint, rename),
+        log=_relabel_log(disk.log, rename),
+    )
+
+
+def disk_snapshot(replica: int, disk: Durable) -> Snapshot:
+    """A crashed replica's disk as the invariants see it (status "crashed"): its log and
+    checkpoint, and the commit-number of its checkpoint, all it can know of."""
+    checkpoint = disk.checkpoint
+    return Snapshot(
+        replica=replica,
+        status="crashed",
+        view=disk.view,
+        last_normal_view=disk.last_normal_view,
+        op_number=disk.op_number,
+        commit_number=disk.log_start,
+        log_start=disk.log_start,
+        log=disk.log,
+        checkpoint_digest="" if checkpoint is None else checkpoint.digest,
+        checkpoint=checkpoint,
+        service_digest="" if checkpoint is None else checkpoint.digest,
+    )
+
+
+def _record_order(record: ClientRecord) -> int:
+    return record.client_id
+
+
+def _relabel_message_checkpoint(message: Any, rename: ClientRenaming) -> Any:
+    return replace(message, checkpoint=_relabel_checkpoint(message.checkpoint, rename))
 
 
 # The protocol state of a replica (VRR Fig. 2 and what §4.2-§5.2 add), declared once: the
@@ -354,7 +463,10 @@ PROTOCOL_STATE: Final[tuple[StateVar, ...]] = (
     StateVar("status", relabel=None),
     StateVar("view", relabel=None),
     StateVar("last_normal_view", relabel=None),
+    # Checkpoints (§5.1): the log holds the entries after log_start, the checkpoint's op.
+    StateVar("log_start", relabel=None),
     StateVar("log", copy=list, freeze=tuple, relabel=_relabel_log),
+    StateVar("checkpoint", relabel=_relabel_checkpoint),
     StateVar("commit_number", relabel=None),
     # client-id -> (request-number, result) of the newest executed request (§4.1).
     StateVar("client_table", copy=dict, freeze=_sorted_items, relabel=_relabel_client_table),
@@ -400,6 +512,9 @@ NON_PROTOCOL_SLOTS: Final[Mapping[str, str]] = {
     "ignored": "observation",
     "_effects": "scratch",
     "_prepare_from": "scratch",
+    "_vote_dirty": "scratch",
+    "_log_dirty_from": "scratch",
+    "_checkpoint_dirty": "scratch",
     "_cached_key": "cache",
     "_cached_key_values": "cache",
     "_cached_snapshot": "cache",
@@ -448,7 +563,9 @@ _snapshot_values: Final = operator.itemgetter(
     _AT["status"],
     _AT["view"],
     _AT["last_normal_view"],
+    _AT["log_start"],
     _AT["log"],
+    _AT["checkpoint"],
     _AT["commit_number"],
     _AT["service_digest"],
 )
@@ -456,15 +573,28 @@ _snapshot_values: Final = operator.itemgetter(
 
 def _snapshot(values: tuple[Any, ...]) -> Snapshot:
     """The Snapshot of a key, from its values."""
-    replica, status, view, last_normal_view, log, commit_number, digest = _snapshot_values(values)
+    (
+        replica,
+        status,
+        view,
+        last_normal_view,
+        log_start,
+        log,
+        checkpoint,
+        commit_number,
+        digest,
+    ) = _snapshot_values(values)
     return Snapshot(
         replica=replica,
         status=status.value,
         view=view,
         last_normal_view=last_normal_view,
-        op_number=len(log),
+        op_number=log_start + len(log),
         commit_number=commit_number,
+        log_start=log_start,
         log=log,
+        checkpoint_digest="" if checkpoint is None else checkpoint.digest,
+        checkpoint=checkpoint,
         service_digest=digest,
     )
 
@@ -496,7 +626,9 @@ class Replica:
         self.status = Status.NORMAL
         self.view = 0
         self.last_normal_view = 0
+        self.log_start = 0
         self.log: list[LogEntry] = []
+        self.checkpoint: Checkpoint | None = None
         self.commit_number = 0
         self.client_table: dict[int, tuple[int, str]] = {}
         self.acks: dict[int, int] = {}
@@ -513,6 +645,10 @@ class Replica:
         self.ignored: dict[str, int] = {}
         self._effects: list[Effect] = []
         self._prepare_from = 1  # first op-number not yet sent in a PREPARE
+        # What this event changed that must be made durable (R19); see _persist_effects.
+        self._vote_dirty = False
+        self._log_dirty_from: int | None = None
+        self._checkpoint_dirty = False
         # state_key, snapshot and fingerprint are cached until the next event: the explorer
         # shares an unchanged replica between states. Every entry point below clears them.
         self._cached_key: ReplicaKey | None = None
@@ -542,12 +678,68 @@ class Replica:
         self._arm(Timer.RECOVERY)
         return self, self._take_effects()
 
+    @classmethod
+    def restarted(
+        cls,
+        config: Config,
+        replica: int,
+        service_factory: Callable[[], StateMachine],
+        disk: Durable,
+    ) -> tuple[Replica, list[Effect]]:
+        """A replica restarted with what it made durable (R19): its vote, checkpoint and
+        log. It resumes the view and status it persisted, with the commit-number of its
+        checkpoint (commits are learnt again from the primary); a replica that was changing
+        views takes up that view change again. Raises ValueError for a disk whose
+        checkpoint the service cannot restore."""
+        self = cls(config, replica, service_factory)
+        self.timers.clear()
+        self.view = disk.view
+        self.last_normal_view = disk.last_normal_view
+        if disk.checkpoint is not None:
+            self._adopt_checkpoint(disk.checkpoint)
+        self.log = list(disk.log)
+        self._prepare_from = self.op_number + 1
+        self._checkpoint_dirty = False  # it is on the disk it came from
+        if disk.status == durable.VIEW_CHANGE:
+            self.status = Status.VIEW_CHANGE
+            self._arm(Timer.VIEW_CHANGE_RESEND)
+            self._arm(Timer.VIEW_CHANGE_STALLED)
+            self._broadcast(StartViewChange(view=self.view, replica=self.replica))
+        elif self.is_primary:
+            self._arm(Timer.HEARTBEAT)
+        else:
+            self._arm(Timer.PRIMARY)
+        return self, self._take_effects()
+
+    def durable(self) -> Durable:
+        """What this replica's persist effects have made durable so far, if the driver did
+        them all: the disk of a replica whose driver is correct."""
+        return Durable(
+            view=self.view,
+            status=durable.VIEW_CHANGE if self.status is Status.VIEW_CHANGE else durable.NORMAL,
+            last_normal_view=self.last_normal_view,
+            checkpoint=self.checkpoint,
+            log=tuple(self.log),
+        )
+
     # -----------------------------------------------------------------------------------
     # Derived values
 
     @property
     def op_number(self) -> int:
-        return len(self.log)
+        return self.log_start + len(self.log)
+
+    def entry(self, op_number: int) -> LogEntry:
+        """The log entry at an absolute op-number after the checkpoint."""
+        assert self.log_start < op_number <= self.op_number
+        return self.log[op_number - self.log_start - 1]
+
+    def entries(self, after: int, last: int | None = None) -> tuple[LogEntry, ...]:
+        """The entries with op-numbers in (after, last] (last: the op-number); ``after`` must
+        not be before the checkpoint."""
+        assert self.log_start <= after
+        end = None if last is None else last - self.log_start
+        return tuple(self.log[after - self.log_start : end])
 
     @property
     def primary(self) -> int:
@@ -598,6 +790,9 @@ class Replica:
         other.ignored = dict(self.ignored)
         other._effects = []
         other._prepare_from = self._prepare_from
+        other._vote_dirty = False
+        other._log_dirty_from = None
+        other._checkpoint_dirty = False
         other._cached_key = None
         other._cached_key_values = None
         other._cached_snapshot = None
@@ -729,6 +924,7 @@ class Replica:
         if self.op_number - self.commit_number >= self.config.pipeline_max:
             return self._ignore("pipeline full")
 
+        self._log_changed_from(self.op_number + 1)
         self.log.append(LogEntry(view=self.view, request=message))
         assert self.op_number > self.commit_number
         if self.config.replica_count == 1:
@@ -752,7 +948,9 @@ class Replica:
         self._arm(Timer.PRIMARY)
         if first > self.op_number + 1:
             return self._on_prepare_gap(message)
-        self.log.extend(message.entries[self.op_number - first + 1 :])
+        if message.op_number > self.op_number:
+            self._log_changed_from(self.op_number + 1)
+            self.log.extend(message.entries[self.op_number - first + 1 :])
         assert self.op_number >= message.op_number
         self._commit_up_to(min(message.commit_number, self.op_number))
         self._send(
@@ -802,11 +1000,13 @@ class Replica:
         assert self.status is Status.NORMAL and self.is_primary
         for backup in self._others():
             acked = self.acks.get(backup, 0)
-            if acked < self.op_number:
-                # Resend at most one PREPARE's worth; a backup missing more sees the gap
-                # and pulls exactly what it lacks by state transfer.
-                window = self.op_number - self.config.prepare_entries_max + 1
-                self._send_prepare(backup, max(acked + 1, window))
+            # Resend at most one PREPARE's worth, and nothing the checkpoint covers; a
+            # backup missing more sees the gap, or a commit-number beyond its log, and
+            # pulls exactly what it lacks by state transfer.
+            window = self.op_number - self.config.prepare_entries_max + 1
+            first = max(acked + 1, window, self.log_start + 1)
+            if acked < self.op_number and first <= self.op_number:
+                self._send_prepare(backup, first)
             else:
                 self._send(backup, Commit(view=self.view, commit_number=self.commit_number))
         self._arm(Timer.HEARTBEAT)
@@ -844,9 +1044,15 @@ class Replica:
             return self._ignore("doviewchange at a replica that is not its primary")
         if message.view == self.view and self.status is Status.NORMAL:
             # The view started already; this sender missed the STARTVIEW.
-            self._send(message.replica, self._start_view_message())
+            behind = message.commit_number < self.log_start
+            self._send(message.replica, self._start_view_message(with_checkpoint=behind))
             return None
-        if message.commit_number > message.op_number or message.op_number != len(message.log):
+        if (
+            message.commit_number > message.op_number
+            or message.op_number != message.log_start + len(message.log)
+            or message.commit_number < message.log_start
+            or not _checkpoint_fits(message.checkpoint, message.log_start, required=True)
+        ):
             return self._ignore("malformed doviewchange")
         if message.view > self.view:
             self._start_view_change(message.view)
@@ -864,12 +1070,26 @@ class Replica:
             return self._ignore("startview for a view that has started")
         if self.config.primary(message.view) == self.replica:
             return self._ignore("startview at its own primary")
-        if message.op_number != len(message.log) or message.commit_number > message.op_number:
+        if (
+            message.op_number != message.log_start + len(message.log)
+            or message.commit_number > message.op_number
+            or message.commit_number < message.log_start
+            or not _checkpoint_fits(message.checkpoint, message.log_start, required=False)
+        ):
             return self._ignore("malformed startview")
         # The new log extends everything committed: it must hold our committed prefix.
         assert self.commit_number <= message.op_number, "startview log misses committed ops"
+        if message.log_start > self.commit_number and message.checkpoint is None:
+            # It starts after what we know is committed, and we lack its checkpoint.
+            return self._request_state(message.view)
 
-        self._enter_view(message.view, list(message.log), message.commit_number)
+        self._enter_view(
+            message.view,
+            message.log_start,
+            message.log,
+            message.checkpoint,
+            message.commit_number,
+        )
         if self.op_number > self.commit_number:
             self._send(
                 self.primary,
@@ -900,6 +1120,7 @@ class Replica:
             self.last_normal_view = self.view
         self.view = view
         self.status = Status.VIEW_CHANGE
+        self._vote_dirty = True
         self.start_view_change_votes = set()
         self.do_view_changes = {}
         self._dvc_sent = False
@@ -928,7 +1149,9 @@ class Replica:
     def _do_view_change_message(self) -> DoViewChange:
         return DoViewChange(
             view=self.view,
+            log_start=self.log_start,
             log=tuple(self.log),
+            checkpoint=self.checkpoint,
             last_normal_view=self.last_normal_view,
             op_number=self.op_number,
             commit_number=self.commit_number,
@@ -941,11 +1164,16 @@ class Replica:
             return
         assert self.is_primary
         assert all(m.view == self.view for m in self.do_view_changes.values())
-        chosen = self.choose_log(list(self.do_view_changes.values()))
-        commit_number = self._new_view_commit_number(list(self.do_view_changes.values()))
+        received = dict(self.do_view_changes)
+        chosen = self.choose_log(list(received.values()))
+        commit_number = self._new_view_commit_number(list(received.values()))
         assert commit_number <= chosen.op_number, "a committed op is missing from the new log"
-        self._enter_view(self.view, list(chosen.log), commit_number)
-        self._broadcast(self._start_view_message())
+        self._enter_view(self.view, chosen.log_start, chosen.log, chosen.checkpoint, commit_number)
+        for backup in self._others():
+            # The checkpoint goes only to a replica that may be behind it (R18).
+            sent = received.get(backup)
+            behind = sent is None or sent.commit_number < self.log_start
+            self._send(backup, self._start_view_message(with_checkpoint=behind))
 
     def _new_view_commit_number(self, messages: list[DoViewChange]) -> int:
         """The largest commit-number received, or ours if larger (§4.2 step 3; trap 8)."""
@@ -956,23 +1184,74 @@ class Replica:
         """The DOVIEWCHANGE with the largest v', ties broken by the largest op-number."""
         return max(messages, key=lambda m: (m.last_normal_view, m.op_number, -m.replica))
 
-    def _start_view_message(self) -> StartView:
+    def _start_view_message(self, *, with_checkpoint: bool) -> StartView:
         return StartView(
             view=self.view,
+            log_start=self.log_start,
             log=tuple(self.log),
+            checkpoint=self.checkpoint if with_checkpoint else None,
             op_number=self.op_number,
             commit_number=self.commit_number,
         )
 
-    def _enter_view(self, view: int, log: list[LogEntry], commit_number: int) -> None:
-        """Status normal in ``view`` with ``log``; commit-number never goes back (trap 8)."""
+    def _install_log(self, log_start: int, log: Log, checkpoint: Checkpoint | None) -> None:
+        """Replace the log by the one a message describes: the entries after ``log_start``,
+        which follow ``checkpoint`` (R18). Where the new log starts after what this replica
+        knows is committed, it adopts the checkpoint (application state transfer); where it
+        starts at or before, the replica keeps its own checkpoint and committed entries,
+        which the new log must agree with."""
+        if log_start > self.commit_number:
+            assert checkpoint is not None and checkpoint.op_number == log_start
+            self._adopt_checkpoint(checkpoint)
+            self.log = list(log)
+            self._log_changed_from(log_start + 1)
+            return
+        if log_start < self.log_start:
+            assert log_start + len(log) >= self.log_start, "the new log misses committed ops"
+            log = log[self.log_start - log_start :]
+            log_start = self.log_start
+        # Our entries up to log_start are committed, so they are the new log's too.
+        new = self.log[: log_start - self.log_start] + list(log)
+        overlap = min(self.commit_number, log_start + len(log)) - self.log_start
+        assert self.log[:overlap] == new[:overlap], "the new log changes committed ops"
+        first_change = next(
+            (i for i, (a, b) in enumerate(zip(self.log, new, strict=False)) if a != b),
+            min(len(self.log), len(new)),
+        )
+        if first_change < len(self.log) or len(new) > len(self.log):
+            self._log_changed_from(self.log_start + first_change + 1)
+        self.log = new
+
+    def _adopt_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """The service and client-table become the checkpoint's; the log starts after it."""
+        service = self._service_factory().restore(checkpoint.service)
+        self.service = service
+        self.client_table = {
+            r.client_id: (r.request_number, r.result) for r in checkpoint.client_table
+        }
+        self.checkpoint = checkpoint
+        self.log_start = checkpoint.op_number
+        self.commit_number = checkpoint.op_number
+        self.log = []
+        self._checkpoint_dirty = True
+
+    def _enter_view(
+        self,
+        view: int,
+        log_start: int,
+        log: Log,
+        checkpoint: Checkpoint | None,
+        commit_number: int,
+    ) -> None:
+        """Status normal in ``view`` with the log a message described; commit-number never
+        goes back (trap 8)."""
         assert view >= self.view
-        assert all(a == b for a, b in zip(self.log[: self.commit_number], log, strict=False))
+        self._install_log(log_start, log, checkpoint)
         self.view = view
         self.status = Status.NORMAL
         self.last_normal_view = view
-        self.log = log
-        self._prepare_from = len(log) + 1
+        self._vote_dirty = True
+        self._prepare_from = self.op_number + 1
         self.start_view_change_votes = set()
         self.do_view_changes = {}
         self._dvc_sent = False
@@ -1003,7 +1282,9 @@ class Replica:
             RecoveryResponse(
                 view=self.view,
                 nonce=message.nonce,
+                log_start=self.log_start if primary else None,
                 log=tuple(self.log) if primary else None,
+                checkpoint=self.checkpoint if primary else None,
                 op_number=self.op_number if primary else None,
                 commit_number=self.commit_number if primary else None,
                 replica=self.replica,
@@ -1021,10 +1302,14 @@ class Replica:
         if from_primary != (self.config.primary(message.view) == message.replica):
             return self._ignore("malformed recoveryresponse")
         if from_primary and (
-            message.op_number != len(message.log or ())
+            message.log_start is None
+            or message.op_number != message.log_start + len(message.log or ())
             or message.commit_number is None
-            or message.commit_number > len(message.log or ())
+            or not message.log_start <= message.commit_number <= message.op_number
+            or not _checkpoint_fits(message.checkpoint, message.log_start, required=True)
         ):
+            return self._ignore("malformed recoveryresponse")
+        if not from_primary and (message.log_start is not None or message.checkpoint is not None):
             return self._ignore("malformed recoveryresponse")
         previous = self.recovery_responses.get(message.replica)
         if previous is not None and previous.view > message.view:
@@ -1047,17 +1332,29 @@ class Replica:
         if primary_response is None or primary_response.view != view:
             return  # keep waiting; the recovery timer asks again
         assert primary_response.log is not None and primary_response.commit_number is not None
+        assert primary_response.log_start is not None
         assert self.status is Status.RECOVERING
 
         self.service = self._service_factory()
         self.client_table = {}
+        self.log_start = 0
         self.log = []
+        self.checkpoint = None
         self.commit_number = 0
         self.nonce = None
         self.recovery_responses = {}
         self.timers.pop(Timer.RECOVERY, None)
         self.view = view
-        self._enter_view(view, list(primary_response.log), primary_response.commit_number)
+        # Everything it has is new: all of it is made durable (R19).
+        self._checkpoint_dirty = True
+        self._log_changed_from(1)
+        self._enter_view(
+            view,
+            primary_response.log_start,
+            primary_response.log,
+            primary_response.checkpoint,
+            primary_response.commit_number,
+        )
         if self.op_number > self.commit_number:
             self._send(
                 self.primary,
@@ -1116,12 +1413,19 @@ class Replica:
             return self._ignore("getstate for another view")
         if message.replica == self.replica or message.op_number > self.op_number:
             return self._ignore("getstate beyond the log")
+        if message.op_number < self.log_start:
+            # We no longer hold what it lacks: send our checkpoint and the log after it.
+            assert self.checkpoint is not None
+            after, checkpoint = self.log_start, self.checkpoint
+        else:
+            after, checkpoint = message.op_number, None
         self._send(
             message.replica,
             NewState(
                 view=self.view,
-                after_op_number=message.op_number,
-                entries=tuple(self.log[message.op_number :]),
+                after_op_number=after,
+                entries=self.entries(after),
+                checkpoint=checkpoint,
                 op_number=self.op_number,
                 commit_number=self.commit_number,
             ),
@@ -1137,25 +1441,40 @@ class Replica:
         if (
             message.after_op_number + len(message.entries) != message.op_number
             or message.commit_number > message.op_number
+            or not _checkpoint_fits(message.checkpoint, message.after_op_number, required=False)
+            or (message.checkpoint is not None and message.commit_number < message.after_op_number)
         ):
             return self._ignore("malformed newstate")
+        after = message.after_op_number
         same_view = message.view == self.view and self.status is Status.NORMAL
         if same_view:
-            if message.after_op_number > self.op_number:
-                return self._ignore("newstate leaves a gap")
             assert not self.is_primary
-            # Only extend: entries this replica acknowledged are never dropped.
-            self.log.extend(message.entries[self.op_number - message.after_op_number :])
+            if after > self.op_number:
+                if message.checkpoint is None:
+                    return self._ignore("newstate leaves a gap")
+                # Everything we hold is covered by the checkpoint: adopt it.
+                self._install_log(after, message.entries, message.checkpoint)
+            elif message.op_number > self.op_number:
+                # Only extend: entries this replica acknowledged are never dropped.
+                self._log_changed_from(self.op_number + 1)
+                self.log.extend(message.entries[self.op_number - after :])
             self._cancel_state_transfer()
             self._arm(Timer.PRIMARY)
             self._commit_up_to(min(message.commit_number, self.op_number))
         else:
-            if message.after_op_number > self.commit_number:
+            if after > self.commit_number and message.checkpoint is None:
                 return self._ignore("newstate starts after our commit-number")
             if message.op_number < self.commit_number:
                 return self._ignore("newstate shorter than our committed log")
-            log = self.log[: message.after_op_number] + list(message.entries)
-            self._enter_view(message.view, log, min(message.commit_number, len(log)))
+            checkpoint = message.checkpoint if after > self.commit_number else None
+            # Our log up to ``after`` is committed; the rest is replaced (trap 1).
+            self._enter_view(
+                message.view,
+                after,
+                message.entries,
+                checkpoint,
+                min(message.commit_number, message.op_number),
+            )
         if self.op_number > self.commit_number:
             self._send(
                 self.primary,
@@ -1176,7 +1495,7 @@ class Replica:
         """Executes committed ops in order; the primary replies to their clients."""
         assert commit_number <= self.op_number
         while self.commit_number < commit_number:
-            entry = self.log[self.commit_number]
+            entry = self.log[self.commit_number - self.log_start]
             self.commit_number += 1
             request = entry.request
             result = self.service.apply(request.op)
@@ -1185,10 +1504,30 @@ class Replica:
                 self.client_table[request.client_id] = (request.request_number, result)
             if self.is_primary and self.status is Status.NORMAL:
                 self._reply(request.client_id, request.request_number, result)
+            if self.commit_number % self.config.checkpoint_ops == 0:
+                self._take_checkpoint()
+
+    def _take_checkpoint(self) -> None:
+        """A checkpoint at the commit-number (§5.1, R17): the service's snapshot and the
+        client-table; the log keeps only the entries after it."""
+        op_number = self.commit_number
+        assert self.log_start < op_number <= self.op_number
+        self.checkpoint = Checkpoint(
+            op_number=op_number,
+            service=self.service.snapshot(),
+            digest=self.service.digest(),
+            client_table=tuple(
+                ClientRecord(client_id=c, request_number=n, result=r)
+                for c, (n, r) in sorted(self.client_table.items())
+            ),
+        )
+        del self.log[: op_number - self.log_start]
+        self.log_start = op_number
+        self._checkpoint_dirty = True
 
     def _pending_request_number(self, client_id: int) -> int | None:
         """The newest request of a client in the uncommitted part of the log."""
-        for entry in reversed(self.log[self.commit_number :]):
+        for entry in reversed(self.log[self.commit_number - self.log_start :]):
             if entry.request.client_id == client_id:
                 return entry.request.request_number
         return None
@@ -1218,7 +1557,7 @@ class Replica:
                 backup,
                 Prepare(
                     view=self.view,
-                    entries=tuple(self.log[start - 1 : end]),
+                    entries=self.entries(start - 1, end),
                     op_number=end,
                     commit_number=self.commit_number,
                 ),
@@ -1254,9 +1593,51 @@ class Replica:
     def _ignore(self, reason: str) -> None:
         self.ignored[reason] = self.ignored.get(reason, 0) + 1
 
-    def _take_effects(self) -> list[Effect]:
-        effects, self._effects = self._effects, []
+    def _log_changed_from(self, op_number: int) -> None:
+        """The log changed from ``op_number`` on: it must be made durable again (R19)."""
+        if self._log_dirty_from is None or op_number < self._log_dirty_from:
+            self._log_dirty_from = op_number
+
+    def _persist_effects(self) -> list[Effect]:
+        """The persist effects for what this event changed (R19): the vote, the checkpoint
+        and the log from its first change. A recovering replica persists nothing: what it
+        has is not yet state it may vote with."""
+        effects: list[Effect] = []
+        if self.status is not Status.RECOVERING:
+            if self._vote_dirty:
+                effects.append(
+                    PersistVote(
+                        view=self.view,
+                        status=durable.VIEW_CHANGE
+                        if self.status is Status.VIEW_CHANGE
+                        else durable.NORMAL,
+                        last_normal_view=self.last_normal_view,
+                    )
+                )
+            if self._checkpoint_dirty and self.checkpoint is not None:
+                effects.append(PersistCheckpoint(checkpoint=self.checkpoint))
+            if self._log_dirty_from is not None:
+                after = max(self._log_dirty_from - 1, self.log_start)
+                if after <= self.op_number:
+                    effects.append(PersistLog(after=after, entries=self.entries(after)))
+        self._vote_dirty = False
+        self._log_dirty_from = None
+        self._checkpoint_dirty = False
         return effects
+
+    def _take_effects(self) -> list[Effect]:
+        """This event's effects: the persist effects first, then the rest (R19)."""
+        effects, self._effects = self._effects, []
+        persist = self._persist_effects()
+        return persist + effects if persist else effects
+
+
+def _checkpoint_fits(checkpoint: Checkpoint | None, log_start: int, *, required: bool) -> bool:
+    """Whether a message's checkpoint is the one its log starts after: present when
+    ``required`` and the log does not start at 0, and at ``log_start`` when present."""
+    if checkpoint is None:
+        return not (required and log_start > 0)
+    return checkpoint.op_number == log_start and log_start > 0
 
 
 def encoded_size(message: Message) -> int:

@@ -37,6 +37,17 @@ class StateMachine(Protocol):
         """A canonical digest of the whole state: equal states give equal digests."""
         ...
 
+    def snapshot(self) -> str:
+        """The whole state as text, for a checkpoint (VRR §5.1): ``restore`` of it gives a
+        state with the same digest."""
+        ...
+
+    def restore(self, snapshot: str) -> StateMachine:
+        """A new state machine holding the state ``snapshot`` describes (this one is only
+        the factory's instance and is left unchanged). Raises ValueError on a snapshot it
+        cannot read: the checkpoint came from the network or the disk."""
+        ...
+
 
 class EchoLog:
     """A minimal state machine for tests and the explorer: it remembers the operations.
@@ -59,6 +70,13 @@ class EchoLog:
 
     def digest(self) -> str:
         return "|".join(self._ops)
+
+    def snapshot(self) -> str:
+        """The digest: the ops, which the explorer's clients choose without a "|"."""
+        return self.digest()
+
+    def restore(self, snapshot: str) -> EchoLog:
+        return EchoLog(tuple(snapshot.split("|")) if snapshot else ())
 
     @property
     def ops(self) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ are in ``spec/dns.md``; the code cites the RFC section wherever it applies one o
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -77,6 +78,22 @@ def _record_hash(name: str, rdtype: str, ttl: int, rdata: str) -> int:
     return int.from_bytes(hashlib.sha256(text).digest(), "big")
 
 
+def _name_order(name: str) -> tuple[bytes, ...]:
+    """The sort key of RFC 4034 §6.1 (canonical name order) for a canonical name: its labels
+    from the root down, as octet strings (canonical names are lowercase ASCII already)."""
+    if name == ".":
+        return ()
+    if "\\" in name:  # escaped octets (and dots inside labels): let dnspython decode them
+        return tuple(reversed(dns.name.from_text(name).labels[:-1]))
+    return tuple(label.encode() for label in reversed(name[:-1].split(".")))
+
+
+@functools.lru_cache(maxsize=1024)
+def _type_order(rdtype: str) -> int:
+    """The sort key of a type in a snapshot: the SOA first, then by type number."""
+    return -1 if rdtype == "SOA" else int(dns.rdatatype.from_text(rdtype))
+
+
 @dataclass(frozen=True, slots=True)
 class RecordSet:
     """The records of one name and type: one TTL, a set of canonical rdata texts."""
@@ -135,10 +152,21 @@ class Zone:
         return zone
 
     @classmethod
-    def from_text(cls, text: str, origin: dns.name.Name | str | None) -> Zone:
-        """A zone from master-file text (RFC 1035 §5) for ``origin`` (or its $ORIGIN)."""
+    def from_text(
+        cls,
+        text: str,
+        origin: dns.name.Name | str | None,
+        *,
+        allow_directives: bool | Iterable[str] = True,
+    ) -> Zone:
+        """A zone from master-file text (RFC 1035 §5) for ``origin`` (or its $ORIGIN).
+
+        ``allow_directives`` is dnspython's: True, False or the directives allowed ($INCLUDE
+        is refused in any case)."""
         try:
-            parsed = dns.zone.from_text(text, origin, relativize=False)
+            parsed = dns.zone.from_text(
+                text, origin, relativize=False, allow_directives=allow_directives
+            )
         except (dns.exception.DNSException, ValueError, KeyError) as error:
             raise ZoneLoadError(f"cannot load the zone: {error}") from error
         return cls._from_dns_zone(parsed)
@@ -212,6 +240,33 @@ class Zone:
             text = f"{self._origin}\t{self._hash:064x}".encode()
             self._digest = hashlib.sha256(text).hexdigest()
         return self._digest
+
+    def snapshot(self) -> str:
+        """The whole zone as a master file (RFC 1035 §5), for a checkpoint: a ``$ORIGIN``
+        line, then one line per record (absolute owner, TTL, class IN, type, canonical rdata),
+        the SOA first and then RFC 4034 §6 order: names in canonical order, types by number,
+        rdata texts sorted. The same records give the same text; ``restore`` reads it back.
+
+        The canonical rdata texts are dnspython's presentation format, escapes and quotes
+        included, and the names are absolute, so each line stands alone."""
+        lines = [f"$ORIGIN {self._origin}"]
+        nodes = self._nodes
+        for name in sorted(nodes, key=_name_order):
+            node = nodes[name]
+            for rdtype in sorted(node, key=_type_order):
+                rs = node[rdtype]
+                head = f"{name} {rs.ttl} IN {rdtype} "
+                lines.extend([head + rdata for rdata in sorted(rs.rdatas)])
+        lines.append("")
+        return "\n".join(lines)
+
+    def restore(self, snapshot: str) -> Zone:
+        """A new zone (of this zone's origin) from a ``snapshot`` text; this one is unchanged.
+
+        Raises ZoneLoadError (a ValueError) on a text that does not load or is not a zone that
+        ``from_records`` accepts. Only ``$ORIGIN`` and ``$TTL`` are read: a checkpoint comes
+        from the network or the disk, and ``$GENERATE`` (or ``$INCLUDE``) has no place in one."""
+        return Zone.from_text(snapshot, self._origin, allow_directives=("$ORIGIN", "$TTL"))
 
     def __repr__(self) -> str:
         return f"Zone({self._origin} serial={self.serial} names={len(self._nodes)})"

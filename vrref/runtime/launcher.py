@@ -7,7 +7,9 @@ i), starts one ``vrref replica`` process per replica, prints the ports and ready
 dig and nsupdate lines, and stops them all on Ctrl-C.
 
 Each process is a separate failure domain: SIGKILL one and restart it with the same
-command, and it recovers (VRR §4.3) because its state directory says it ran before.
+command, and it resumes from its write-ahead log and checkpoint in the state directory; so
+does a whole cluster started again on the same ``--state-dir``. With ``--diskless``
+(VRR's model) nothing is on disk and a restarted replica recovers from its peers (§4.3).
 """
 
 from __future__ import annotations
@@ -37,7 +39,12 @@ def replica_main(argv: list[str]) -> int:
         "--state-dir",
         type=Path,
         default=Path(".vrref-state"),
-        help="where the replica notes that it ran (to recover after a restart)",
+        help="the replica's write-ahead log and checkpoints (replica-<id>/ in it)",
+    )
+    parser.add_argument(
+        "--diskless",
+        action="store_true",
+        help="keep nothing on disk (VRR's model): a restart recovers from the peers",
     )
     parser.add_argument(
         "--history",
@@ -47,7 +54,9 @@ def replica_main(argv: list[str]) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        return run_replica(args.config, args.id, args.state_dir, args.history)
+        return run_replica(
+            args.config, args.id, args.state_dir, args.history, diskless=args.diskless
+        )
     except ValueError as error:
         print(f"vrref replica: {error}", file=sys.stderr)
         return 2
@@ -87,7 +96,9 @@ def write_cluster_config(
     return path
 
 
-def replica_command(config: Path, i: int, state_dir: Path, history_dir: Path | None) -> list[str]:
+def replica_command(
+    config: Path, i: int, state_dir: Path, history_dir: Path | None, *, diskless: bool = False
+) -> list[str]:
     command = [
         sys.executable,
         "-m",
@@ -102,6 +113,8 @@ def replica_command(config: Path, i: int, state_dir: Path, history_dir: Path | N
     ]
     if history_dir is not None:
         command += ["--history", str(history_dir / f"replica-{i}.jsonl")]
+    if diskless:
+        command.append("--diskless")
     return command
 
 
@@ -128,7 +141,14 @@ def cluster_main(argv: list[str]) -> int:
     parser.add_argument("--base-port", type=int, default=5300)
     parser.add_argument("--history-dir", type=Path, default=None)
     parser.add_argument(
-        "--state-dir", type=Path, default=None, help="default: a fresh directory under /tmp"
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="the replicas' logs and checkpoints; start again on it to resume"
+        " (default: a fresh directory under /tmp)",
+    )
+    parser.add_argument(
+        "--diskless", action="store_true", help="keep nothing on disk (VRR's model)"
     )
     parser.add_argument("--read-mode", choices=("local", "linearizable"), default="local")
     args = parser.parse_args(argv)
@@ -149,7 +169,9 @@ def cluster_main(argv: list[str]) -> int:
         read_mode=args.read_mode,
     )
     processes = [
-        subprocess.Popen(replica_command(config, i, state_dir, args.history_dir))
+        subprocess.Popen(
+            replica_command(config, i, state_dir, args.history_dir, diskless=args.diskless)
+        )
         for i in range(args.replicas)
     ]
     y = key_line(args.key)

@@ -14,10 +14,20 @@ embed the replica number in their top byte, so a primary's REPLY is routed to th
 that hosts the proxy, and a random part chosen at start, so a restarted replica never
 reuses a client-id whose request-numbers the cluster remembers.
 
-A replica process that starts for the first time in a state directory boots as a member of
-view 0 with the zone file as its state; one that finds a marker of an earlier start lost its
-state (vrref keeps none on disk) and must recover (VRR §4.3) with a fresh nonce. Starting
-every replica of a running cluster at once therefore cannot recover (trap 5, spec/traps.md).
+Durable (the default): each replica keeps a write-ahead log and checkpoints in
+``STATE_DIR/replica-<id>/`` (vrref/runtime/storage.py). The core returns persist effects
+ahead of the messages that depend on them (spec/vr.md R19), and the core thread writes and
+fsyncs them, once per batch, before it sends anything that follows them. A process that
+starts on an empty directory boots as a member of view 0 with the zone file as its state;
+one that finds its disk resumes from it (``Replica.restarted``), so a whole cluster can stop
+and start again and keep every acknowledged update. A disk found corrupt (not just a torn
+last write) is not trusted: it is moved aside and the replica recovers from its peers
+(VRR §4.3).
+
+Diskless (``--diskless``, VRR's own model): nothing is on disk; a process that finds a
+marker of an earlier start lost its state and must recover (VRR §4.3) with a fresh nonce,
+so starting every replica of a running cluster at once cannot recover (trap 5,
+spec/traps.md).
 
 Local reads are answered from a snapshot of the committed zone published by the core
 thread after each batch of commits (a clone, so a reader never sees half an update).
@@ -25,6 +35,7 @@ thread after each batch of commits (a clone, so a reader never sees half an upda
 
 from __future__ import annotations
 
+import logging
 import queue
 import secrets
 import threading
@@ -39,12 +50,16 @@ from typing import Any
 import dns.name
 
 from vrref import history as hist
+from vrref.core import durable
 from vrref.core.client import Client
 from vrref.core.messages import Message, Reply, to_json
 from vrref.core.replica import Config, Effect, Replica, Send, SendReply
 from vrref.dns.zone import Zone
+from vrref.runtime.storage import Damage, Storage
 from vrref.runtime.transport import PeerTransport
 
+log = logging.getLogger(__name__)
+PERSIST_EFFECTS = (durable.PersistVote, durable.PersistLog, durable.PersistCheckpoint)
 CLIENT_ID_REPLICA_SHIFT = 56
 CLIENT_PROXIES_MAX = 256
 
@@ -175,6 +190,7 @@ class Node:
         state_dir: Path,
         history_path: Path | None = None,
         update_timeout_s: float = 10.0,
+        diskless: bool = False,
     ) -> None:
         from vrref.dns.keys import load_keyring
         from vrref.runtime.frontend import DnsFrontend
@@ -196,7 +212,20 @@ class Node:
 
         state_dir.mkdir(parents=True, exist_ok=True)
         marker = state_dir / f"replica-{replica_id}.started"
-        self.recovering = marker.exists()
+        self.storage: Storage | None = None
+        self.damage: Damage | None = None
+        disk = durable.EMPTY
+        if diskless:
+            self.mode = "recovering" if marker.exists() else "booted"
+        else:
+            self.storage, disk, self.damage = self._open_storage(
+                state_dir / f"replica-{replica_id}"
+            )
+            if self.damage is not None and self.damage.kind == "corrupt":
+                self.mode = "recovering"
+            else:
+                self.mode = "booted" if disk == durable.EMPTY else "reopened"
+        self.recovering = self.mode == "recovering"
         marker.write_text(f"{time.time_ns()}\n")
 
         # Buffered whole lines, flushed every tick: a SIGKILL loses at most one tick of events.
@@ -215,12 +244,21 @@ class Node:
             if history_path is not None
             else None
         )
-        if self.recovering:
+        if self.mode == "recovering":
             nonce = secrets.randbits(63)
             self.core, effects = Replica.recovering(
                 cluster.protocol, replica_id, self._zone_factory, nonce=nonce
             )
             self._record(hist.Restart(replica=replica_id, nonce=nonce, time=time.monotonic_ns()))
+        elif self.mode == "reopened":
+            self.core, effects = Replica.restarted(
+                cluster.protocol, replica_id, self._zone_factory, disk
+            )
+            self._record(
+                hist.Reopen(
+                    replica=replica_id, disk=durable.to_json(disk), time=time.monotonic_ns()
+                )
+            )
         else:
             self.core = Replica(cluster.protocol, replica_id, self._zone_factory)
             effects = []
@@ -255,6 +293,29 @@ class Node:
         self._initial_effects: list[Effect] = effects
         self._threads: list[threading.Thread] = []
 
+    @staticmethod
+    def _open_storage(directory: Path) -> tuple[Storage, durable.Durable, Damage | None]:
+        """The replica's store. A disk found corrupt is moved aside (kept for the operator)
+        and replaced by an empty one: the replica then recovers from its peers."""
+        storage, disk, damage = Storage.open(directory)
+        if damage is not None:
+            log.warning(
+                "replica storage %s: %s at %s: %s",
+                directory,
+                damage.kind,
+                damage.file,
+                damage.detail,
+            )
+        if damage is None or damage.kind != "corrupt":
+            return storage, disk, damage
+        storage.close()
+        aside = directory.with_name(f"{directory.name}.damaged-{time.time_ns()}")
+        directory.rename(aside)
+        log.warning("replica storage %s moved to %s; recovering from the peers", directory, aside)
+        storage, disk, _ = Storage.open(directory)
+        assert disk == durable.EMPTY
+        return storage, disk, damage
+
     # ------------------------------------------------------------------ Backend for dnsfront
 
     def zone(self) -> Zone:
@@ -284,6 +345,8 @@ class Node:
             thread.join(timeout=2)
         if self.history is not None:
             self.history.close()
+        if self.storage is not None:
+            self.storage.close()
 
     def wait(self) -> None:
         while not self._stopping.is_set():
@@ -436,7 +499,16 @@ class Node:
     # ------------------------------------------------------------------ effects
 
     def _route(self, effects: list[Effect]) -> None:
+        """Performs the core's effects in order: each run of persist effects is written and
+        fsynced (one ``Storage.write``) before any effect after it (R19)."""
+        persist: list[durable.Persist] = []
         for effect in effects:
+            if isinstance(effect, PERSIST_EFFECTS):
+                persist.append(effect)
+                continue
+            if persist:
+                self._persist(persist)
+                persist = []
             if isinstance(effect, SendReply):
                 owner = effect.reply.client_id >> CLIENT_ID_REPLICA_SHIFT
                 if owner == self.replica_id:
@@ -445,7 +517,7 @@ class Node:
                     self.transport.send(owner, effect.reply)
                 else:
                     self.counters["replies for unknown replicas"] += 1
-            else:
+            elif isinstance(effect, Send):
                 if self.history is not None:
                     message = to_json(effect.message)
                     self._record(
@@ -457,6 +529,14 @@ class Node:
                         )
                     )
                 self.transport.send(effect.to, effect.message)
+
+        if persist:
+            self._persist(persist)
+
+    def _persist(self, effects: list[durable.Persist]) -> None:
+        if self.storage is not None:
+            self.storage.write(effects)
+            self.counters["persist batches"] += 1
 
     def _record(self, event: hist.Record) -> None:
         if self.history is not None:
@@ -473,15 +553,26 @@ class Node:
             self.history.write(hist.State.of(self.core, time=time.monotonic_ns()))
 
 
-def run_replica(config_path: Path, replica_id: int, state_dir: Path, history: Path | None) -> int:
+def run_replica(
+    config_path: Path,
+    replica_id: int,
+    state_dir: Path,
+    history: Path | None,
+    *,
+    diskless: bool = False,
+) -> int:
     """``vrref replica``: runs one replica until SIGTERM or Ctrl-C."""
     import signal
 
     cluster = ClusterConfig.load(config_path)
-    node = Node(cluster, replica_id, state_dir=state_dir, history_path=history)
+    node = Node(cluster, replica_id, state_dir=state_dir, history_path=history, diskless=diskless)
     node.start()
     me = cluster.replicas[replica_id]
-    mode = "recovering" if node.recovering else "booted"
+    mode = node.mode
+    if node.mode == "reopened":
+        mode += f" at view {node.core.view}, op {node.core.op_number}"
+    if node.damage is not None:
+        mode += f" (its disk had a {node.damage.kind} record: {node.damage.detail})"
     print(
         f"replica {replica_id} {mode}: DNS on {me.host}:{node.front.port}, "
         f"peers on {me.host}:{me.peer_port}",

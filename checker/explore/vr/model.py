@@ -35,8 +35,11 @@ from typing import Any, ClassVar, Final, TypeAlias, assert_never, cast
 
 from checker.explore.vr import reductions
 from spec import invariants
+from vrref.core import durable
 from vrref.core.client import Client, ClientKey
+from vrref.core.durable import Durable
 from vrref.core.messages import (
+    Checkpoint,
     Commit,
     DoViewChange,
     GetState,
@@ -51,7 +54,18 @@ from vrref.core.messages import (
     StartView,
     StartViewChange,
 )
-from vrref.core.replica import Config, Effect, Replica, Send, SendReply, Status, Timer
+from vrref.core.replica import (
+    Config,
+    Effect,
+    Replica,
+    Send,
+    SendReply,
+    Status,
+    Timer,
+    disk_snapshot,
+    relabel_checkpoint,
+    relabel_durable,
+)
 from vrref.core.statemachine import EchoLog
 
 Address = tuple[str, int]  # ("replica", i) or ("client", client_id)
@@ -81,6 +95,13 @@ class Bounds:
     """How often, in all, the resending timers (heartbeat, view_change_resend,
     state_transfer, recovery) may fire. Timers that change the protocol state on their own
     (a backup's primary timeout, a stalled view change) are bounded by view_number_max."""
+    checkpoint_ops: int | None = None
+    """``Config.checkpoint_ops`` (None: the Config default, which these bounds never reach);
+    1 or 2 makes every op or every other one a checkpoint (§5.1)."""
+    durable: bool = False
+    """Replicas persist (R19): a crash keeps what the persist effects made durable, a
+    restart resumes from it (``Replica.restarted``), and any number of replicas may be down
+    at once (whole-cluster crashes), within crash_count_max."""
 
 
 CLIENT_ID_BASE: Final = 100
@@ -145,7 +166,7 @@ class Timeout:
 
 @dataclass(frozen=True, slots=True)
 class Crash:
-    """A replica crashes and loses its state."""
+    """A replica crashes: it loses its state, but for its disk when the cluster is durable."""
 
     replica: int
 
@@ -155,7 +176,8 @@ class Crash:
 
 @dataclass(frozen=True, slots=True)
 class Restart:
-    """A crashed replica restarts, in recovery."""
+    """A crashed replica restarts: in recovery, or from its disk when the cluster is
+    durable."""
 
     replica: int
 
@@ -198,6 +220,9 @@ class VRState:
     """(client-id, request-number, result) of every completed request, in order."""
     client_events: tuple[tuple[str, int, str], ...] = ()
     """The clients' history: ("invoke", client-id, op) and ("ok", client-id, result)."""
+    disks: tuple[Durable, ...] = ()
+    """Each replica's disk when the cluster is durable (built by applying its persist
+    effects with vrref/core/durable.py's ``apply``), else empty."""
     ops_submitted: tuple[int, ...] = ()
     crashes: int = 0
     drops: int = 0
@@ -221,6 +246,7 @@ class VRState:
                 self.network,
                 self.completions,
                 self.client_events,
+                self.disks,
                 self.ops_submitted,
                 counters(self),
             )
@@ -249,6 +275,7 @@ _NAMING_CLIENTS: Final = (
     "network",
     "completions",
     "client_events",
+    "disks",
     "ops_submitted",
 )
 if {f.name for f in fields(VRState) if f.compare} != {*_NAMING_NO_CLIENT, *_NAMING_CLIENTS}:
@@ -282,7 +309,11 @@ class VRModel:
         reduction never hides the bug it looks for."""
         self.mutant = mutant
         """The bug-zoo name of replica_class, if it is one (recorded in histories)."""
-        self.config = Config(replica_count=bounds.replica_count)
+        self.config = (
+            Config(replica_count=bounds.replica_count)
+            if bounds.checkpoint_ops is None
+            else Config(replica_count=bounds.replica_count, checkpoint_ops=bounds.checkpoint_ops)
+        )
         self._message_digests: dict[InFlight, int] = {}
         self._linearizable: dict[tuple[tuple[str, int, str], ...], bool] = {}
         self._cluster_cache: tuple[VRState, invariants.ClusterState] | None = None
@@ -304,6 +335,7 @@ class VRModel:
                 clients=clients,
                 network=frozenset(),
                 ops_submitted=(0,) * len(clients),
+                disks=tuple(r.durable() for r in replicas) if self.bounds.durable else (),
             )
         ]
 
@@ -332,7 +364,9 @@ class VRModel:
                 yield Timeout(i, timer)
             down = sum(1 for x in state.replicas if x is None or x.status is Status.RECOVERING)
             may_crash = b.crash_replicas is None or i in b.crash_replicas
-            if state.crashes < b.crash_count_max and down < self.config.f and may_crash:
+            # A durable cluster survives any crash pattern; a diskless one at most f down.
+            room = b.durable or down < self.config.f
+            if state.crashes < b.crash_count_max and room and may_crash:
                 yield Crash(i)
         for c, client in enumerate(state.clients):
             if client.outstanding is None and state.ops_submitted[c] < b.ops_per_client:
@@ -345,6 +379,9 @@ class VRModel:
             return self._next(state, action)
         except AssertionError as error:  # the core's own assertions are properties too
             return replace(state, violation=f"{ASSERTION_PREFIX}{error}", _key=None)
+        except Exception as error:  # any other exception is a crash of the replica
+            crash = f"{ASSERTION_PREFIX}{type(error).__name__}: {error}"
+            return replace(state, violation=crash, _key=None)
 
     def canonical(self, state: VRState) -> VRState:
         """The explorer's symmetry hook. Clients are interchangeable: they differ only in
@@ -389,10 +426,26 @@ class VRModel:
             network & _MASK,
             state.completions,
             state.client_events,
+            self._disks_digest(state),
             state.ops_submitted,
             counters(state),
         )
         return _digest(repr(summary))
+
+    def _disks_digest(self, state: VRState) -> int:
+        """The disks' digest: a live replica's disk is what its own persist effects made,
+        which ``persist_effects_match_state`` requires to be ``Replica.durable()``, a
+        function of the replica's state; so only the disks of crashed replicas, and disks
+        that differ from their replica's, are digested."""
+        if not state.disks:
+            return 0
+        parts: list[Durable | None] = []
+        for r, disk in zip(state.replicas, state.disks, strict=True):
+            if r is not None and r.status is not Status.RECOVERING and disk == r.durable():
+                parts.append(None)
+            else:
+                parts.append(disk)
+        return _digest(repr(parts))
 
     def goals(self) -> dict[str, Callable[[VRState], bool]]:
         """Named search goals for chained searches (``checker.explore.search.chain``): situations
@@ -431,6 +484,9 @@ class VRModel:
         for step_invariant in invariants.STEP_INVARIANTS:
             name = step_invariant.__name__
             always.append((name, "always", functools.partial(_step_holds, name)))
+        if self.bounds.durable:
+            for name in (PERSIST_BEFORE_SENDS, PERSIST_MATCHES_STATE):
+                always.append((name, "always", functools.partial(_step_holds, name)))
         for state_invariant in invariants.STATE_INVARIANTS:
             always.append(
                 (
@@ -504,11 +560,17 @@ class VRModel:
             position, _, op = result.partition(":")
             request = Request(op=op, client_id=client_id, request_number=number)
             acknowledged[request] = int(position)
+        disks = [
+            disk_snapshot(i, disk)
+            for i, disk in enumerate(state.disks)
+            if state.replicas[i] is None
+        ]
         cluster = invariants.ClusterState(
             replicas=[r.snapshot() for r in state.replicas if r is not None],
             replica_count=self.bounds.replica_count,
             acknowledged=acknowledged,
             digest_of=_echo_digest,
+            disks=disks,
         )
         self._cluster_cache = (state, cluster)
         return cluster
@@ -589,11 +651,18 @@ class VRModel:
             case Restart(replica=i):
                 if replicas[i] is not None:
                     return None
-                replica, recovery = self.replica_class.recovering(
-                    self.config, i, EchoLog, nonce=1000 + state.crashes
-                )
+                if self.bounds.durable:
+                    replica, resumed = self.replica_class.restarted(
+                        self.config, i, EchoLog, state.disks[i]
+                    )
+                    changes["recovered"] = True
+                else:
+                    replica, resumed = self.replica_class.recovering(
+                        self.config, i, EchoLog, nonce=1000 + state.crashes
+                    )
                 replicas[i] = replica
-                effects.append((("replica", i), recovery))
+                touched = i
+                effects.append((("replica", i), resumed))
             case ClientRequest(client=c, op=op):
                 client = clients[c].clone()
                 effects.append((("client", client.client_id), client.submit(op)))
@@ -613,13 +682,36 @@ class VRModel:
                 assert_never(action)
 
         sent: list[InFlight] = []
-        for _src, produced in effects:
+        disks = list(state.disks)
+        for (src_kind, src), produced in effects:
+            sending = False
             for effect in produced:
                 if isinstance(effect, SendReply):
                     sent.append((("client", effect.reply.client_id), effect.reply))
-                else:
-                    assert isinstance(effect, Send)
+                    sending = True
+                elif isinstance(effect, Send):
                     sent.append((("replica", effect.to), effect.message))
+                    sending = True
+                elif disks:
+                    assert src_kind == "replica"
+                    if sending:
+                        changes.setdefault(
+                            "violation",
+                            f"{PERSIST_BEFORE_SENDS}: r{src} sent a message before {effect!r:.80}",
+                        )
+                    disks[src] = durable.apply(disks[src], effect)
+        if disks:
+            changes["disks"] = tuple(disks)
+            if touched is not None:
+                after_replica = replicas[touched]
+                assert after_replica is not None
+                if after_replica.status is not Status.RECOVERING and (
+                    disks[touched] != after_replica.durable()
+                ):
+                    changes.setdefault(
+                        "violation",
+                        f"{PERSIST_MATCHES_STATE}: r{touched}'s disk is not its durable state",
+                    )
         network.update(sent)
         if self.collect_garbage:
             # Whether a message is obsolete depends on its receiver's state alone, and no
@@ -653,7 +745,9 @@ class VRModel:
                 found = invariants.check_step(before.snapshot(), after.snapshot())
                 if found:
                     changes.setdefault("violation", str(found[0]))
-                newly = after.log[before.commit_number : after.commit_number]
+                newly = after.entries(
+                    max(before.commit_number, after.log_start), after.commit_number
+                )
                 primary_in_view = all(
                     r.status is Status.NORMAL and r.is_primary and r.view == after.view
                     for r in (before, after)
@@ -678,6 +772,10 @@ class VRModel:
 
 
 CORE_RAISES_NOTHING = "the core raises no assertion"
+PERSIST_BEFORE_SENDS = "persist effects precede the messages of their event"
+"""R19 (spec/vr.md): the driver contract, checked on every event of a durable cluster."""
+PERSIST_MATCHES_STATE = "persist_effects_match_state"
+"""R19: a replica's persist effects make durable exactly ``Replica.durable()``."""
 ASSERTION_PREFIX = "assertion in the core: "
 
 
@@ -785,8 +883,11 @@ def _obsolete(
             return False
 
 
-def _echo_digest(entries: Sequence[invariants.Entry]) -> str:
+def _echo_digest(checkpoint: object, entries: Sequence[invariants.Entry]) -> str:
     service = EchoLog()
+    if checkpoint is not None:
+        assert isinstance(checkpoint, Checkpoint)
+        service = service.restore(checkpoint.service)
     for entry in entries:
         request = entry.request
         assert isinstance(request, Request)
@@ -832,6 +933,10 @@ class ClientPermutation:
         # model's ops, "c<c>.<k>", contain none).
         return "|".join(self.op(op) for op in digest.split("|"))
 
+    def service_snapshot(self, snapshot: str) -> str:
+        # EchoLog's snapshot is its digest.
+        return self.service_digest(snapshot)
+
     def message(self, v: object) -> object:
         """A message in flight (or any value in one), renamed."""
         match v:
@@ -847,6 +952,8 @@ class ClientPermutation:
                 )
             case LogEntry():
                 return LogEntry(view=v.view, request=cast(Request, self.message(v.request)))
+            case Checkpoint():
+                return relabel_checkpoint(v, self)
             case tuple():
                 return tuple(self.message(x) for x in v)
             case _ if is_dataclass(v) and not isinstance(v, type):
@@ -878,6 +985,12 @@ def _relabeled_text(state: VRState, perm: Sequence[int]) -> str:
             (kind, rename.client_id(c), rename.op(x) if kind == "invoke" else rename.result(x))
             for kind, c, x in state.client_events
         ),
+        tuple(
+            None
+            if r is not None and r.status is not Status.RECOVERING and disk == r.durable()
+            else relabel_durable(disk, rename)
+            for r, disk in zip(state.replicas, state.disks, strict=False)
+        ),
         tuple(submitted),
         counters(state),
     )
@@ -895,7 +1008,12 @@ def _stale_log_outgrows_newer_view(state: VRState) -> bool:
                 continue
             if old.op_number <= new.op_number:
                 continue
-            if any(old.log[i].request != new.log[i].request for i in range(new.commit_number)):
+            a, b = old.snapshot(), new.snapshot()
+            start = max(a.log_start, b.log_start)
+            if any(
+                invariants.entry_at(a, n) != invariants.entry_at(b, n)
+                for n in range(start + 1, new.commit_number + 1)
+            ):
                 return True
     return False
 

@@ -39,6 +39,33 @@ def test_mutant_caught_at_its_measured_seed(mutant: str) -> None:
     assert simulate.run_seed(seed).passed  # the real core, same world: no violation
 
 
+@pytest.mark.parametrize(
+    "mutant", sorted(m for m, s in simulate.DURABLE_SEEDS_TO_CATCH.items() if s is not None)
+)
+def test_durable_mutant_caught_at_its_measured_seed(mutant: str) -> None:
+    seed = simulate.DURABLE_SEEDS_TO_CATCH[mutant]
+    assert seed is not None
+    outcome = simulate.run_seed(seed, mutant, durable_world=True)
+    assert not outcome.passed and outcome.problem is not None
+    assert simulate.run_seed(seed, durable_world=True).passed
+
+
+@pytest.mark.heavy
+def test_300_durable_seeds_pass(capsys: pytest.CaptureFixture[str]) -> None:
+    assert simulate_cli.main(["--seeds", "300", "--jobs", "2", "--durable"]) == 0
+    assert "300/300 seeds" in capsys.readouterr().err
+
+
+def test_durable_worlds_crash_whole_clusters_and_mid_event() -> None:
+    faults: dict[str, int] = {}
+    for seed in range(40):
+        summary = simulate.run_seed(seed, durable_world=True).summary
+        assert summary["verdict"] == "ok", seed
+        for kind, count in summary["faults"].items():
+            faults[kind] = faults.get(kind, 0) + count
+    assert faults.get("power_loss", 0) > 0 and faults.get("crash_mid_event", 0) > 0
+
+
 def test_failure_prints_replay_command_and_replay_reproduces(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -63,6 +90,8 @@ def test_bad_flags_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -
 def test_every_mutant_has_a_measured_entry() -> None:
     from checker.mutants import MUTANTS
 
-    assert set(simulate.SEEDS_TO_CATCH) == set(MUTANTS)
-    caught = sum(1 for s in simulate.SEEDS_TO_CATCH.values() if s is not None)
-    assert caught == 9  # the mutation score of simulation: 9 of 9 (see checker/sim/simulate.py)
+    tables = {**simulate.SEEDS_TO_CATCH, **simulate.DURABLE_SEEDS_TO_CATCH}
+    assert set(tables) == set(MUTANTS)
+    assert not set(simulate.SEEDS_TO_CATCH) & set(simulate.DURABLE_SEEDS_TO_CATCH)
+    caught = sum(1 for s in tables.values() if s is not None)
+    assert caught == 12  # the mutation score of simulation: 12 of 12 (checker/sim/simulate.py)
