@@ -136,7 +136,7 @@ class NoClientTable(Replica):
 
 class AcknowledgeBeforePersist(Replica):
     """The replica sends its messages (PREPAREOK, DOVIEWCHANGE, ...) before the persist
-    effects of the same event: a crash in between loses what it acknowledged (R19)."""
+    effects of the same event: a crash in between loses what it acknowledged (R20)."""
 
     def _take_effects(self) -> list[Effect]:
         effects, self._effects = self._effects, []
@@ -145,7 +145,7 @@ class AcknowledgeBeforePersist(Replica):
 
 class CheckpointDropsUncommitted(Replica):
     """A checkpoint truncates the log past the commit-number: the uncommitted entries it
-    acknowledged are forgotten with the committed ones (R17)."""
+    acknowledged are forgotten with the committed ones (R18)."""
 
     def _take_checkpoint(self) -> None:
         super()._take_checkpoint()
@@ -157,7 +157,7 @@ class CheckpointDropsUncommitted(Replica):
 class SuffixWithoutCheckpointState(Replica):
     """A replica that takes a log starting after its commit-number (a new primary's chosen
     DOVIEWCHANGE, a STARTVIEW, a NEWSTATE) takes the suffix and the checkpoint's op-number
-    but keeps its own, older service state and client-table (R18)."""
+    but keeps its own, older service state and client-table (R19)."""
 
     def _install_log(self, log_start: int, log: Log, checkpoint: Checkpoint | None) -> None:
         if log_start > self.commit_number:

@@ -204,8 +204,8 @@ def acknowledged_ops_survive(cluster: ClusterState) -> Violation:
     (VRR §4.2 correctness; §5.1). A crashed replica of a durable cluster has not lost its
     state: its disk counts, so there an acknowledged op survives any crash pattern.
 
-    Rule: R6 (spec/vr.md), with R11 and R12 carrying it across a view change, and R19 and
-    R20 across crashes in a durable cluster."""
+    Rule: R6 (spec/vr.md), with R11 and R12 carrying it across a view change, and R20 and
+    R21 across crashes in a durable cluster."""
     f = (cluster.replica_count - 1) // 2
     live = _live(cluster.replicas)
     kept = [*live, *cluster.disks]
@@ -251,7 +251,7 @@ def checkpoints_agree(cluster: ClusterState) -> Violation:
     """Checkpoints at the same op-number have the same service digest, on every replica and
     disk, and a checkpoint's digest is that of its service snapshot (VRR §5.1).
 
-    Rule: R17 (spec/vr.md)."""
+    Rule: R18 (spec/vr.md)."""
     seen: dict[int, tuple[int, str]] = {}
     for s in [*_live(cluster.replicas), *cluster.disks]:
         if s.log_start == 0:
@@ -307,7 +307,7 @@ def logs_only_grow_within_a_view(before: ReplicaState, after: ReplicaState) -> V
     op-number does not decrease and no entry after its checkpoint changes (VRR §4.1: a
     PREPAREOK promises the entries; a checkpoint covers only committed ones, §5.1).
 
-    Rule: R17 (spec/vr.md), with R5 for the log of a view."""
+    Rule: R18 (spec/vr.md), with R5 for the log of a view."""
     if before.status != "normal" or after.status != "normal" or before.view != after.view:
         return None
     if after.op_number < before.op_number:

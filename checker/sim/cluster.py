@@ -126,7 +126,7 @@ class Cluster:
     replica_class: type[Replica] = Replica
     """The core to run: ``Replica``, or a mutant of it (checker/mutants.py)."""
     durable: bool = False
-    """Replicas persist (R19): each has a disk built from its persist effects with
+    """Replicas persist (R20): each has a disk built from its persist effects with
     ``vrref.core.durable.apply``; a crash keeps the disk and a restart resumes from it."""
     replicas: list[Replica | None] = field(init=False)
     disks: list[Durable] = field(init=False, default_factory=list)
@@ -195,7 +195,7 @@ class Cluster:
         """Delivers the message at ``index`` of the network (FIFO by default). With
         ``crash_after`` the receiver crashes after performing that many of the event's
         effects: a crash in the middle of a write, or between a write and its fsync, loses
-        the persist effect being made and all that follows it (R19)."""
+        the persist effect being made and all that follows it (R20)."""
         item = self.network.pop(index)
         kind, dst = item.dst
         if frozenset((item.src, item.dst)) in self._blocked_pairs():

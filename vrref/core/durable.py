@@ -3,7 +3,7 @@
 The core stays sans-I/O (vrref/core/replica.py): when an event changes something a vote or
 an acknowledgement depends on, the replica returns persist effects ahead of every other
 effect of that event, and a driver must make them durable, in order, before it performs
-any effect that follows them (spec/vr.md R19). There are three:
+any effect that follows them (spec/vr.md R20). There are three:
 
 - ``PersistVote``: the view-number, the status and the last normal view, which every
   STARTVIEWCHANGE, DOVIEWCHANGE and PREPAREOK depends on;

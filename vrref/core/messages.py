@@ -164,7 +164,7 @@ class DoViewChange:
 
     The log is the suffix after ``log_start``, the sender's checkpoint (§5.3), which
     ``checkpoint`` carries when ``log_start`` is not 0: the sender cannot know whether the
-    new primary is behind it (spec/vr.md R18)."""
+    new primary is behind it (spec/vr.md R19)."""
 
     view: int
     log_start: int
@@ -179,7 +179,7 @@ class DoViewChange:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StartView:
     """STARTVIEW<v, l, n, k>: the log after ``log_start``, with the primary's checkpoint at
-    ``log_start`` only for a receiver that may be behind it (spec/vr.md R18)."""
+    ``log_start`` only for a receiver that may be behind it (spec/vr.md R19)."""
 
     view: int
     log_start: int

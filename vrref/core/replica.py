@@ -34,7 +34,7 @@ traps in spec/traps.md, each with a test named after its number:
   state only from the primary of the highest view among f+1 responses (traps 3, 6).
 - A recovering replica never votes, acknowledges or answers (trap 4).
 - DOVIEWCHANGE, STARTVIEW, RECOVERYRESPONSE and NEWSTATE carry the log after a checkpoint
-  (§5.3), never a partial log without the checkpoint it starts after (trap 7; R18);
+  (§5.3), never a partial log without the checkpoint it starts after (trap 7; R19);
   commit-number never decreases, e.g. when a deposed primary receives STARTVIEW (trap 8).
 - At-most-once: the client-table holds, per client, the newest executed request and its
   result; it is derived from the committed log, never evicted, and consulted before a
@@ -45,12 +45,12 @@ PREPAREOK is cumulative: PREPAREOK<v, n, i> says replica i holds the view-v log 
 which is what VRR's in-order acceptance guarantees anyway; so one acknowledgement covers a
 batch, and a lost one is repaired by the next.
 
-Checkpoints (§5.1, R17): every ``checkpoint_ops`` committed ops (at op-numbers that are
+Checkpoints (§5.1, R18): every ``checkpoint_ops`` committed ops (at op-numbers that are
 multiples of it, so that replicas can compare digests), a replica snapshots its service and
 client-table and forgets the log up to there; ``log`` holds the entries after
 ``log_start``, and op-numbers stay absolute.
 
-Durability (R19, vrref/core/durable.py): an event that changes the vote (view, status, last
+Durability (R20, vrref/core/durable.py): an event that changes the vote (view, status, last
 normal view), the log or the checkpoint returns persist effects first, ahead of every send;
 ``Replica.restarted`` rejoins from what they made durable.
 """
@@ -645,7 +645,7 @@ class Replica:
         self.ignored: dict[str, int] = {}
         self._effects: list[Effect] = []
         self._prepare_from = 1  # first op-number not yet sent in a PREPARE
-        # What this event changed that must be made durable (R19); see _persist_effects.
+        # What this event changed that must be made durable (R20); see _persist_effects.
         self._vote_dirty = False
         self._log_dirty_from: int | None = None
         self._checkpoint_dirty = False
@@ -686,7 +686,7 @@ class Replica:
         service_factory: Callable[[], StateMachine],
         disk: Durable,
     ) -> tuple[Replica, list[Effect]]:
-        """A replica restarted with what it made durable (R19): its vote, checkpoint and
+        """A replica restarted with what it made durable (R20): its vote, checkpoint and
         log. It resumes the view and status it persisted, with the commit-number of its
         checkpoint (commits are learnt again from the primary); a replica that was changing
         views takes up that view change again. Raises ValueError for a disk whose
@@ -1170,7 +1170,7 @@ class Replica:
         assert commit_number <= chosen.op_number, "a committed op is missing from the new log"
         self._enter_view(self.view, chosen.log_start, chosen.log, chosen.checkpoint, commit_number)
         for backup in self._others():
-            # The checkpoint goes only to a replica that may be behind it (R18).
+            # The checkpoint goes only to a replica that may be behind it (R19).
             sent = received.get(backup)
             behind = sent is None or sent.commit_number < self.log_start
             self._send(backup, self._start_view_message(with_checkpoint=behind))
@@ -1196,7 +1196,7 @@ class Replica:
 
     def _install_log(self, log_start: int, log: Log, checkpoint: Checkpoint | None) -> None:
         """Replace the log by the one a message describes: the entries after ``log_start``,
-        which follow ``checkpoint`` (R18). Where the new log starts after what this replica
+        which follow ``checkpoint`` (R19). Where the new log starts after what this replica
         knows is committed, it adopts the checkpoint (application state transfer); where it
         starts at or before, the replica keeps its own checkpoint and committed entries,
         which the new log must agree with."""
@@ -1345,7 +1345,7 @@ class Replica:
         self.recovery_responses = {}
         self.timers.pop(Timer.RECOVERY, None)
         self.view = view
-        # Everything it has is new: all of it is made durable (R19).
+        # Everything it has is new: all of it is made durable (R20).
         self._checkpoint_dirty = True
         self._log_changed_from(1)
         self._enter_view(
@@ -1508,7 +1508,7 @@ class Replica:
                 self._take_checkpoint()
 
     def _take_checkpoint(self) -> None:
-        """A checkpoint at the commit-number (§5.1, R17): the service's snapshot and the
+        """A checkpoint at the commit-number (§5.1, R18): the service's snapshot and the
         client-table; the log keeps only the entries after it."""
         op_number = self.commit_number
         assert self.log_start < op_number <= self.op_number
@@ -1594,12 +1594,12 @@ class Replica:
         self.ignored[reason] = self.ignored.get(reason, 0) + 1
 
     def _log_changed_from(self, op_number: int) -> None:
-        """The log changed from ``op_number`` on: it must be made durable again (R19)."""
+        """The log changed from ``op_number`` on: it must be made durable again (R20)."""
         if self._log_dirty_from is None or op_number < self._log_dirty_from:
             self._log_dirty_from = op_number
 
     def _persist_effects(self) -> list[Effect]:
-        """The persist effects for what this event changed (R19): the vote, the checkpoint
+        """The persist effects for what this event changed (R20): the vote, the checkpoint
         and the log from its first change. A recovering replica persists nothing: what it
         has is not yet state it may vote with."""
         effects: list[Effect] = []
@@ -1626,7 +1626,7 @@ class Replica:
         return effects
 
     def _take_effects(self) -> list[Effect]:
-        """This event's effects: the persist effects first, then the rest (R19)."""
+        """This event's effects: the persist effects first, then the rest (R20)."""
         effects, self._effects = self._effects, []
         persist = self._persist_effects()
         return persist + effects if persist else effects

@@ -73,8 +73,10 @@ def write_cluster_config(
     read_mode: str = "local",
     tick_ms: int = 50,
     host: str = "127.0.0.1",
+    protocol: Config | None = None,
 ) -> Path:
-    """Writes cluster.toml for a local cluster and returns its path."""
+    """Writes cluster.toml for a local cluster and returns its path (``protocol``: the
+    core's settings, by default ``Config``'s for this many replicas)."""
     config = ClusterConfig(
         replicas=tuple(
             ReplicaAddress(
@@ -88,7 +90,7 @@ def write_cluster_config(
         tsig_key_file=key_file.resolve(),
         read_mode=read_mode,
         tick_ms=tick_ms,
-        protocol=Config(replica_count=replicas),
+        protocol=protocol or Config(replica_count=replicas),
     )
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "cluster.toml"

@@ -16,7 +16,7 @@ reuses a client-id whose request-numbers the cluster remembers.
 
 Durable (the default): each replica keeps a write-ahead log and checkpoints in
 ``STATE_DIR/replica-<id>/`` (vrref/runtime/storage.py). The core returns persist effects
-ahead of the messages that depend on them (spec/vr.md R19), and the core thread writes and
+ahead of the messages that depend on them (spec/vr.md R20), and the core thread writes and
 fsyncs them, once per batch, before it sends anything that follows them. A process that
 starts on an empty directory boots as a member of view 0 with the zone file as its state;
 one that finds its disk resumes from it (``Replica.restarted``), so a whole cluster can stop
@@ -500,7 +500,7 @@ class Node:
 
     def _route(self, effects: list[Effect]) -> None:
         """Performs the core's effects in order: each run of persist effects is written and
-        fsynced (one ``Storage.write``) before any effect after it (R19)."""
+        fsynced (one ``Storage.write``) before any effect after it (R20)."""
         persist: list[durable.Persist] = []
         for effect in effects:
             if isinstance(effect, PERSIST_EFFECTS):

@@ -2,7 +2,7 @@
 
 The core returns persist effects (vrref/core/durable.py) and a replica process hands them to
 ``Storage.write``, which makes them durable before it returns; only then may the process send
-the messages that followed them (spec/vr.md R19). ``Storage.open`` rebuilds the ``Durable``
+the messages that followed them (spec/vr.md R20). ``Storage.open`` rebuilds the ``Durable``
 disk state by replaying the records with ``vrref.core.durable.apply``, the one definition of
 what each effect does.
 

@@ -99,7 +99,7 @@ class Bounds:
     """``Config.checkpoint_ops`` (None: the Config default, which these bounds never reach);
     1 or 2 makes every op or every other one a checkpoint (§5.1)."""
     durable: bool = False
-    """Replicas persist (R19): a crash keeps what the persist effects made durable, a
+    """Replicas persist (R20): a crash keeps what the persist effects made durable, a
     restart resumes from it (``Replica.restarted``), and any number of replicas may be down
     at once (whole-cluster crashes), within crash_count_max."""
 
@@ -773,9 +773,9 @@ class VRModel:
 
 CORE_RAISES_NOTHING = "the core raises no assertion"
 PERSIST_BEFORE_SENDS = "persist effects precede the messages of their event"
-"""R19 (spec/vr.md): the driver contract, checked on every event of a durable cluster."""
+"""R20 (spec/vr.md): the driver contract, checked on every event of a durable cluster."""
 PERSIST_MATCHES_STATE = "persist_effects_match_state"
-"""R19: a replica's persist effects make durable exactly ``Replica.durable()``."""
+"""R20: a replica's persist effects make durable exactly ``Replica.durable()``."""
 ASSERTION_PREFIX = "assertion in the core: "
 
 

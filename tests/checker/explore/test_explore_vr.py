@@ -94,7 +94,7 @@ TWO_CRASHES = Bounds(
     view_number_max=0,
 )
 
-# Checkpoints and durability (spec/vr.md R17-R20): a checkpoint at every op, durable replicas.
+# Checkpoints and durability (spec/vr.md R18-R21): a checkpoint at every op, durable replicas.
 DURABLE_ONE_OP = Bounds(ops_per_client=1, drop_count_max=0, duplicate_count_max=0, durable=True)
 CHECKPOINT_EVERY_OP = Bounds(
     ops_per_client=1, drop_count_max=0, duplicate_count_max=0, checkpoint_ops=1
