@@ -121,6 +121,19 @@ def _live(states: Sequence[ReplicaState]) -> list[ReplicaState]:
     return [s for s in states if s.status != "recovering"]
 
 
+def _span(s: ReplicaState, after: int, last: int) -> Sequence[Entry]:
+    """The entries with op-numbers in (after, last], as far as ``s``'s log holds them
+    (``after`` not before its checkpoint): a slice, so that spans compare at C speed."""
+    return s.log[after - s.log_start : max(after, last) - s.log_start]
+
+
+def _agree(a: ReplicaState, b: ReplicaState, last: int) -> bool:
+    """Whether ``a`` and ``b`` hold the same entries from after both checkpoints to
+    ``last`` (each as far as its log reaches: a shorter one disagrees)."""
+    start = max(a.log_start, b.log_start)
+    return tuple(_span(a, start, last)) == tuple(_span(b, start, last))
+
+
 def entry_at(s: ReplicaState, op_number: int) -> Entry | None:
     """The entry at an absolute op-number, or None where the checkpoint covers it or the
     log does not reach."""
@@ -155,6 +168,8 @@ def no_committed_divergence(cluster: ClusterState) -> Violation:
     for i, a in enumerate(live):
         for b in live[i + 1 :]:
             common = min(a.commit_number, b.commit_number)
+            if _agree(a, b, common):
+                continue
             for n in range(max(a.log_start, b.log_start) + 1, common + 1):
                 x, y = entry_at(a, n), entry_at(b, n)
                 if x != y:
@@ -188,9 +203,7 @@ def normal_logs_in_a_view_are_prefix_ordered(cluster: ClusterState) -> Violation
         for b in live[i + 1 :]:
             if a.view != b.view:
                 continue
-            common = min(a.op_number, b.op_number)
-            start = max(a.log_start, b.log_start)
-            if any(entry_at(a, n) != entry_at(b, n) for n in range(start + 1, common + 1)):
+            if not _agree(a, b, min(a.op_number, b.op_number)):
                 return (
                     f"replicas {a.replica} and {b.replica} are normal in view {a.view} "
                     "with forked logs"
@@ -288,11 +301,7 @@ def views_and_commits_never_decrease(before: ReplicaState, after: ReplicaState) 
             f"replica {after.replica}: commit-number went from {before.commit_number} to "
             f"{after.commit_number}"
         )
-    start = max(before.log_start, after.log_start)
-    if any(
-        entry_at(after, n) != entry_at(before, n)
-        for n in range(start + 1, before.commit_number + 1)
-    ):
+    if not _agree(before, after, before.commit_number):
         return f"replica {after.replica}: its committed prefix changed"
     if after.log_start < before.log_start:
         return (
@@ -315,10 +324,7 @@ def logs_only_grow_within_a_view(before: ReplicaState, after: ReplicaState) -> V
             f"replica {after.replica}: op-number went from {before.op_number} to "
             f"{after.op_number} in view {after.view}"
         )
-    start = max(before.log_start, after.log_start)
-    if any(
-        entry_at(after, n) != entry_at(before, n) for n in range(start + 1, before.op_number + 1)
-    ):
+    if not _agree(before, after, before.op_number):
         return f"replica {after.replica}: an entry it held changed in view {after.view}"
     return None
 

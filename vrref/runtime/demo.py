@@ -2,8 +2,8 @@
 
 It starts three ``vrref replica`` processes, applies updates with ``nsupdate`` and reads
 with ``dig`` (dnspython when the tools are not installed), SIGKILLs the primary, shows
-updates continuing after the view change, restarts the killed replica and shows it recover
-to the latest serial, then checks the recorded history with ``vrref check`` and prints
+updates continuing after the view change, restarts the killed replica (it resumes from
+its disk) and shows it catch up to the latest serial, then checks the recorded history with ``vrref check`` and prints
 where it is. ``vrref demo --memory`` is the deterministic in-memory version.
 """
 
@@ -154,7 +154,10 @@ def main(argv: list[str]) -> int:
         latest = serial(ports[1])
         print(f"   replicas 1 and 2 (the new view) are at serial {latest}")
 
-        print("\n== restart replica 0: it lost its state and recovers from the others (VRR §4.3)")
+        print(
+            "\n== restart replica 0: it resumes from its write-ahead log and checkpoint, then"
+            " catches up from the others (spec/vr.md R21)"
+        )
         start(0)
         recovered = wait_until(lambda: serial(ports[0]) == latest)
         verdict = "recovered" if recovered else "NOT recovered"

@@ -53,7 +53,7 @@ from vrref import history as hist
 from vrref.core import durable
 from vrref.core.client import Client
 from vrref.core.messages import Message, Reply, to_json
-from vrref.core.replica import Config, Effect, Replica, Send, SendReply
+from vrref.core.replica import Config, Effect, Replica, Send, SendReply, Status
 from vrref.dns.zone import Zone
 from vrref.runtime.storage import Damage, Storage
 from vrref.runtime.transport import PeerTransport
@@ -265,6 +265,9 @@ class Node:
             self._record(hist.Boot(replica=replica_id, time=time.monotonic_ns()))
         self._published: Zone = self._snapshot_zone()
         self._published_commit = self.core.commit_number
+        self.announce = False
+        """Print a line on stdout when a view starts here (``vrref replica`` does)."""
+        self._announced_view = -1
 
         self._client_base = (replica_id << CLIENT_ID_REPLICA_SHIFT) | (secrets.randbits(40) << 8)
         self._free: list[Client] = []
@@ -434,7 +437,16 @@ class Node:
             self.history.flush()
 
     def _publish(self) -> None:
-        """Publishes a snapshot of the committed zone for readers on other threads."""
+        """Publishes a snapshot of the committed zone for readers on other threads, and
+        says on stdout (with ``announce``) when a view starts here."""
+        core = self.core
+        if self.announce and core.status is Status.NORMAL and core.view != self._announced_view:
+            self._announced_view = core.view
+            print(
+                f"replica {self.replica_id}: in view {core.view}, primary {core.primary},"
+                f" op-number {core.op_number}",
+                flush=True,
+            )
         if self.core.commit_number != self._published_commit or (
             self._published.digest() != self.core.service.digest()
         ):
@@ -566,6 +578,7 @@ def run_replica(
 
     cluster = ClusterConfig.load(config_path)
     node = Node(cluster, replica_id, state_dir=state_dir, history_path=history, diskless=diskless)
+    node.announce = True
     node.start()
     me = cluster.replicas[replica_id]
     mode = node.mode

@@ -51,9 +51,10 @@ def test_durable_mutant_caught_at_its_measured_seed(mutant: str) -> None:
 
 
 @pytest.mark.heavy
-def test_300_durable_seeds_pass(capsys: pytest.CaptureFixture[str]) -> None:
-    assert simulate_cli.main(["--seeds", "300", "--jobs", "2", "--durable"]) == 0
-    assert "300/300 seeds" in capsys.readouterr().err
+def test_100_durable_seeds_pass(capsys: pytest.CaptureFixture[str]) -> None:
+    # 300 pass too (vrref simulate --seeds 300 --jobs 2 --durable); CI runs a third.
+    assert simulate_cli.main(["--seeds", "100", "--start", "40", "--jobs", "2", "--durable"]) == 0
+    assert "100/100 seeds" in capsys.readouterr().err
 
 
 def test_durable_worlds_crash_whole_clusters_and_mid_event() -> None:
