@@ -118,3 +118,31 @@ def test_unreachable_peer_drops_instead_of_blocking() -> None:
 def test_short_keys_are_refused() -> None:
     with pytest.raises(ValueError, match="at least 16 bytes"):
         PeerTransport(key=b"short", listen=("127.0.0.1", 0), peers={}, deliver=lambda m: None)
+
+
+def test_a_message_over_the_bound_is_not_sent_but_counted_and_logged(
+    receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    transport, inbox = receiver
+    small = PeerTransport(
+        key=KEY,
+        listen=("127.0.0.1", 0),
+        peers={0: ("127.0.0.1", transport.port)},
+        deliver=lambda m: None,
+        bytes_max=200,
+    )
+    small.start()
+    try:
+        entry = LogEntry(view=0, request=Request(op="x" * 300, client_id=1, request_number=1))
+        big = StartView(
+            log_start=0, checkpoint=None, view=1, log=(entry,), op_number=1, commit_number=0
+        )
+        with caplog.at_level("WARNING"):
+            small.send(0, big)
+        assert small.counters["dropped: message over the bound"] == 1
+        assert "over the message bound of 200" in caplog.text
+        small.send(0, Commit(view=1, commit_number=1))  # a small one still goes
+        assert wait_for(lambda: not inbox.empty())
+        assert inbox.get() == Commit(view=1, commit_number=1)
+    finally:
+        small.stop()

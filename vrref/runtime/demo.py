@@ -3,8 +3,9 @@
 It starts three ``vrref replica`` processes, applies updates with ``nsupdate`` and reads
 with ``dig`` (dnspython when the tools are not installed), SIGKILLs the primary, shows
 updates continuing after the view change, restarts the killed replica (it resumes from
-its disk) and shows it catch up to the latest serial, then checks the recorded history with ``vrref check`` and prints
-where it is. ``vrref demo --memory`` is the deterministic in-memory version.
+its disk) and shows it catch up to the latest serial, then checks the recorded history
+with ``vrref check`` and prints where it is. ``vrref demo --memory`` is the deterministic
+in-memory version.
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 VR tolerates lost, duplicated and reordered messages, so the transport promises little:
 a message sent may arrive, once or not at all. What it must do is carry messages of any
-size the protocol produces (a DOVIEWCHANGE or STARTVIEW holds a whole log; NEWSTATE a long
-suffix), refuse anything not sent by a replica of this cluster, and never let a peer's bytes
-crash the replica.
+size the protocol produces (a DOVIEWCHANGE or STARTVIEW holds a checkpoint and the log after
+it; NEWSTATE a long suffix) up to ``MESSAGE_BYTES_MAX``, refuse anything not sent by a replica
+of this cluster, and never let a peer's bytes crash the replica. A message over the bound is
+not sent (the peer would refuse it): it is counted and logged, never dropped in silence.
 
 Frame: a 4-byte big-endian payload length, a 32-byte HMAC-SHA256 of the payload under the
 cluster key, then the payload (the JSON of ``vrref.core.messages.encode``). A frame that is too
@@ -21,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import logging
 import queue
 import socket
 import struct
@@ -30,6 +32,7 @@ from collections.abc import Callable
 
 from vrref.core.messages import MESSAGE_BYTES_MAX, CodecError, Message, decode, encode
 
+log = logging.getLogger(__name__)
 MAC_BYTES = 32
 HEADER = struct.Struct("!I")
 SEND_QUEUE_MAX = 10_000
@@ -108,8 +111,20 @@ class PeerTransport:
     # ------------------------------------------------------------------ sending
 
     def send(self, to: int, message: Message) -> None:
-        """Queues a message for a peer; drops it (counted) when the queue is full."""
-        frame = seal(self._key, encode(message))
+        """Queues a message for a peer; drops it (counted) when the queue is full, and
+        (counted and logged) when it is over the message bound."""
+        payload = encode(message)
+        if len(payload) > self._bytes_max:
+            self.counters["dropped: message over the bound"] += 1
+            log.warning(
+                "not sending a %s of %d bytes to replica %d: over the message bound of %d",
+                type(message).__name__,
+                len(payload),
+                to,
+                self._bytes_max,
+            )
+            return
+        frame = seal(self._key, payload)
         try:
             self._queues[to].put_nowait(frame)
         except queue.Full:
