@@ -49,7 +49,7 @@ def free_base_port() -> int:
     import socket
 
     for _ in range(200):
-        base = 20000 + int.from_bytes(os.urandom(2), "big") % 20000
+        base = 20000 + int.from_bytes(os.urandom(2), "big") % 12000  # peers below 32768
         try:
             for port in [base + i for i in range(3)] + [base + 100 + i for i in range(3)]:
                 for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):

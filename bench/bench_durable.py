@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
 import signal
 import statistics
 import subprocess
@@ -36,6 +35,9 @@ import dns.rdatatype
 import dns.tsigkeyring
 import dns.update
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_cluster import free_base_port
+
 from vrref.core.replica import Config
 from vrref.runtime.launcher import key_line, replica_command, write_cluster_config
 
@@ -43,23 +45,6 @@ ROOT = Path(__file__).resolve().parent.parent
 ZONE = ROOT / "examples" / "example.com.zone"
 KEY = ROOT / "examples" / "update.key"
 CLIENTS = 64
-
-
-def free_base_port() -> int:
-    """P..P+2 and P+100..P+102 free, the peer ports below the ephemeral range."""
-    import socket
-
-    for _ in range(200):
-        base = 20000 + int.from_bytes(os.urandom(2), "big") % 12000
-        try:
-            for port in [base + i for i in range(3)] + [base + 100 + i for i in range(3)]:
-                for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-                    with socket.socket(socket.AF_INET, kind) as s:
-                        s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free ports")
 
 
 def soa_serial(port: int, timeout: float = 1.0) -> int | None:

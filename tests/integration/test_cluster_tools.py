@@ -40,9 +40,10 @@ pytestmark = pytest.mark.skipif(
 
 
 def free_base_port() -> int:
-    """A base port P with P..P+2 (DNS, UDP and TCP) and P+100..P+102 (peers) free."""
+    """A base port P with P..P+2 (DNS, UDP and TCP) and P+100..P+102 (peers) free, the
+    peer ports below the ephemeral range (32768)."""
     for _ in range(200):
-        base = 20000 + int.from_bytes(os.urandom(2), "big") % 20000
+        base = 20000 + int.from_bytes(os.urandom(2), "big") % 12000
         ports = [base + i for i in range(3)] + [base + 100 + i for i in range(3)]
         try:
             for port in ports:

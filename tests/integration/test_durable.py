@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from tests.integration.test_cluster_tools import (
     ZONE,
     LocalCluster,
     dig,
+    free_base_port,
     nsupdate,
     serial,
     wait_until,
@@ -46,23 +46,6 @@ pytestmark = pytest.mark.skipif(
     shutil.which("dig") is None or shutil.which("nsupdate") is None,
     reason="dig and nsupdate are needed (Debian bind9-dnsutils; make test installs them)",
 )
-
-
-def free_base_port() -> int:
-    """A base port P, P+100 < 32768 (peer ports outside the ephemeral range), with P..P+2
-    and P+100..P+102 free on 127.0.0.1."""
-    for _ in range(200):
-        base = 20000 + int.from_bytes(os.urandom(2), "big") % 12000
-        ports = [base + i for i in range(3)] + [base + 100 + i for i in range(3)]
-        try:
-            for port in ports:
-                for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-                    with socket.socket(socket.AF_INET, kind) as s:
-                        s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free ports on 127.0.0.1")
 
 
 def durable_cluster(tmp: Path) -> LocalCluster:
