@@ -93,7 +93,7 @@ class LocalCluster:
         self.processes.clear()
 
 
-def start_cluster(tmp: Path) -> LocalCluster:
+def start_cluster(tmp: Path, protocol: Config | None = None) -> LocalCluster:
     base = free_base_port()
     config = write_cluster_config(
         tmp,
@@ -103,6 +103,7 @@ def start_cluster(tmp: Path) -> LocalCluster:
         origin="example.com.",
         key_file=KEY,
         tick_ms=TICK_MS,
+        protocol=protocol,
     )
     history = tmp / "history"
     history.mkdir()

@@ -25,19 +25,16 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_cluster_tools import (
-    KEY,
     ROOT,
-    TICK_MS,
-    ZONE,
     LocalCluster,
     dig,
     free_base_port,
     nsupdate,
     serial,
+    start_cluster,
     wait_until,
 )
 from vrref.core.replica import Config
-from vrref.runtime.launcher import write_cluster_config
 
 CHECKPOINT_OPS = 4
 """Small, so that a few updates make several checkpoints and truncate the log."""
@@ -49,22 +46,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def durable_cluster(tmp: Path) -> LocalCluster:
-    base = free_base_port()
-    config = write_cluster_config(
-        tmp,
-        replicas=3,
-        base_port=base,
-        zone=ZONE,
-        origin="example.com.",
-        key_file=KEY,
-        tick_ms=TICK_MS,
-        protocol=Config(replica_count=3, checkpoint_ops=CHECKPOINT_OPS),
-    )
-    history = tmp / "history"
-    history.mkdir()
-    cluster = LocalCluster(base, config, tmp / "state", history)
-    start_all(cluster)
-    return cluster
+    return start_cluster(tmp, Config(replica_count=3, checkpoint_ops=CHECKPOINT_OPS))
 
 
 def start_all(cluster: LocalCluster) -> None:
