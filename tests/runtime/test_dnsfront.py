@@ -117,6 +117,7 @@ def make_frontend(
     backend: FakeBackend | None = None,
     history: Callable[[dict[str, object]], None] | None = None,
     update_timeout_s: float = 5.0,
+    life: str = "",
 ) -> tuple[DnsFrontend, FakeBackend]:
     backend = backend or FakeBackend(example_zone())
     front = DnsFrontend(
@@ -127,6 +128,7 @@ def make_frontend(
         origin=ORIGIN,
         history=history,
         update_timeout_s=update_timeout_s,
+        life=life,
     )
     return front, backend
 
@@ -694,6 +696,40 @@ def test_history_records_client_operations_in_jepsen_shape() -> None:
     assert processes[0] == processes[1] != processes[2] == processes[3] != processes[4]
     assert all(isinstance(e["time"], int) for e in events)
     assert [e["time"] for e in events] == sorted(e["time"] for e in events)  # type: ignore[type-var]
+
+
+def test_a_restarted_replica_names_its_operations_anew(tmp_path: Path) -> None:
+    # The first life is killed with an update outstanding (an invoke, no completion); the
+    # second life's operations get other process names, so the checker accepts the file
+    # (before, both lives counted from HOST:PORT/0 and the checker refused it).
+    events: list[dict[str, object]] = []
+    first, _ = make_frontend(
+        FakeBackend(example_zone(), answer=False), history=events.append, life="a1"
+    )
+    first.handle_async(
+        signed_update(lambda u: u.add("x", 60, "A", "10.0.0.1")).to_wire(),
+        tcp=False,
+        respond=lambda messages: None,
+    )  # never answered: the life ends with it open
+    second, _ = make_frontend(history=events.append, life="b2")
+    ask(second, signed_update(lambda u: u.add("y", 60, "A", "10.0.0.2")))
+    assert [e["type"] for e in events] == ["invoke", "invoke", "ok"]
+    assert events[0]["process"] != events[1]["process"]
+    assert str(events[0]["process"]).endswith("/a1/0") and str(events[1]["process"]).endswith(
+        "/b2/0"
+    )
+    from vrref import history as hist
+
+    path = tmp_path / "client.jsonl"
+    with hist.HistoryWriter(
+        path, model="dns", initial={"records": []}, origin="example.com."
+    ) as out:
+        for event in events:
+            out.write(event)
+    from checker.lin.readers import read_vrref
+
+    read = read_vrref([str(path)])  # raised "invokes while its operation ... is outstanding"
+    assert len(read.ops) == 2
 
 
 def test_history_marks_an_uncommitted_update_info() -> None:

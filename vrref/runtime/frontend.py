@@ -298,7 +298,11 @@ class DnsFrontend:
         origin: dns.name.Name,
         history: Callable[[dict[str, object]], None] | None = None,
         update_timeout_s: float = 10.0,
+        life: str = "",
     ) -> None:
+        """``life`` names this process's life in the history's process names
+        (``HOST:PORT/LIFE/N``), so that a restarted replica never reuses the name of an
+        operation its previous life left open."""
         if not origin.is_absolute():
             raise FrontendError(f"the zone origin {origin} must be absolute")
         if update_timeout_s <= 0:
@@ -316,6 +320,7 @@ class DnsFrontend:
         self._cache_tcp: dict[bytes, _Cached] = {}
         self._cache_lock = threading.Lock()
         self._process_numbers = itertools.count()
+        self._life = f"{life}/" if life else ""
         self._pending_count = 0
         self._pending_lock = threading.Lock()
         self._deadlines = _Deadlines()
@@ -655,7 +660,7 @@ class DnsFrontend:
     # ------------------------------------------------------------------ operations and history
 
     def _next_process(self) -> str:
-        return f"{self.host}:{self._port}/{next(self._process_numbers)}"
+        return f"{self.host}:{self._port}/{self._life}{next(self._process_numbers)}"
 
     def _record_invoke(self, process: str, f: str, op: str) -> None:
         if self.history is not None:

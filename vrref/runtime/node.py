@@ -292,6 +292,7 @@ class Node:
             origin=origin,
             history=self._record_client if self.history is not None else None,
             update_timeout_s=update_timeout_s,
+            life=secrets.token_hex(4),  # a fresh name per life of the process
         )
         self._initial_effects: list[Effect] = effects
         self._threads: list[threading.Thread] = []
