@@ -8,8 +8,9 @@ for the cluster with its history recording on (as in production) and off, and fo
 each read mode (``local``: from the replica's committed state; ``linearizable``: ordered
 through the log) and against Knot. Every figure is printed with its ratio to Knot's.
 Figures only: nothing passes or fails on a time. Knot writes each update to its journal
-on disk; vrref keeps its state in memory and relies on replication (it has no durable state
-yet: trap 5 (spec/traps.md)), so the update figures compare unlike durability.
+on disk; vrref's replicas are durable (each fsyncs its write-ahead log before it
+acknowledges, spec/vr.md R20), and a diskless cluster (``--diskless``, VRR's model: state in
+memory, durability by replication) is measured beside them as the cost of the disk.
 
     .venv/bin/python bench/bench_cluster.py [--seconds 5]
 """
@@ -79,7 +80,7 @@ def wait_ready(ports: list[int]) -> None:
 
 
 @contextlib.contextmanager
-def cluster(*, read_mode: str, history: bool) -> Iterator[list[int]]:
+def cluster(*, read_mode: str, history: bool, diskless: bool = False) -> Iterator[list[int]]:
     with tempfile.TemporaryDirectory(prefix="vrref-bench-cluster-") as tmp:
         work = Path(tmp)
         base = free_base_port()
@@ -95,7 +96,13 @@ def cluster(*, read_mode: str, history: bool) -> Iterator[list[int]]:
         (work / "history").mkdir()
         processes = [
             subprocess.Popen(
-                replica_command(config, i, work / "state", work / "history" if history else None),
+                replica_command(
+                    config,
+                    i,
+                    work / "state",
+                    work / "history" if history else None,
+                    diskless=diskless,
+                ),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -213,10 +220,11 @@ def main(argv: list[str] | None = None) -> int:
         with knot() as ports:
             reference = updates(ports, clients, seconds)
         rows.append((f"Knot, {clients} client(s)", reference))
-        for history in (True, False):
-            with cluster(read_mode="local", history=history) as ports:
+        for history, diskless in ((True, False), (False, False), (False, True)):
+            with cluster(read_mode="local", history=history, diskless=diskless) as ports:
                 measured = updates(ports, clients, seconds)
             label = f"vrref, {clients} client(s), history {'on' if history else 'off'}"
+            label += ", diskless" if diskless else ""
             rows.append((label, measured | {"ratio": measured["ups"] / reference["ups"]}))
     print(f"{'updates':<40} {'per s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'vs Knot':>8}")
     for label, row in rows:
