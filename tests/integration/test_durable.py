@@ -26,6 +26,7 @@ import pytest
 
 from tests.integration.test_cluster_tools import (
     ROOT,
+    TICK_MS,
     LocalCluster,
     dig,
     free_base_port,
@@ -90,6 +91,11 @@ def test_whole_cluster_sigkilled_and_restarted_keeps_every_acknowledged_update(
     try:
         add(cluster, acknowledged, 3 * CHECKPOINT_OPS + 1, "before")
         latest = serial(cluster.port(0))
+        # The history is flushed once per tick, after the client has its reply: a SIGKILL
+        # within a tick of the last update loses its completion from the history and
+        # vrref check then misjudges the run (issue 11, not this test's subject). The disk
+        # is not so delayed: what this test checks is that the updates survive.
+        time.sleep(5 * TICK_MS / 1000)
         kill_all(cluster)  # a power cut: nothing runs, nothing was shut down
         start_all(cluster)
         for i in range(3):
