@@ -83,6 +83,10 @@ checker/explore/counterexamples.py)::
     {"type":"partition","oneway":[0,1],"time":41}                  0's messages to 1 lost (S)
     {"type":"heal","time":42}                                      Heal: all links back (S)
     {"type":"note","violation":"...","explain":"..."}              Note: the last line (E)
+    {"type":"final","replica":0,"since":90,"commit_number":12,
+     "records":[["example.com.","NS",3600,"ns1.example.com."]],"time":95}
+                                                                   Final: a replica's zone
+                                                                   at the end (R, nemesis)
 
 ``message`` and ``messages`` hold the messages as vrref.core.messages.to_json writes them
 (decoding them is the reader's business). A ``state`` records ``STATE_FIELDS``: the fields
@@ -795,6 +799,79 @@ class Note:
         return event
 
 
+FinalRecord: TypeAlias = tuple[str, str, int, str]
+"""One record of a final state: owner name, type, TTL, rdata (as the header's "initial")."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FinalZone:
+    """A replica's committed state at the end of a run: its zone's ``records``, read no
+    earlier than ``since`` (nanoseconds, the clock of ``time``) and no later than ``time``.
+
+    The runtime writes one when a replica stops cleanly (``since``: when it stopped taking
+    client operations; it then lets the cluster's commits reach it before it reads its
+    zone), and the nemesis one per replica from an AXFR at the end of its run (``since``:
+    when it sent the transfer). ``vrref check`` holds each one to the standard of a
+    linearizable read of the whole zone over [since, time]: a replica that serves state
+    older than an update acknowledged before ``since`` fails, with the names that differ
+    (checker/lin/finals.py).
+    """
+
+    type: ClassVar[Literal["final"]] = "final"
+    replica: int
+    records: tuple[FinalRecord, ...]
+    since: int
+    commit_number: int | None = None
+    time: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.time is not None and self.time < self.since:
+            raise ValueError('a final state\'s "time" precedes its "since"')
+
+    def to_json(self) -> dict[str, Any]:
+        event: dict[str, Any] = {
+            "type": self.type,
+            "replica": self.replica,
+            "since": self.since,
+            "records": [list(r) for r in self.records],
+        }
+        if self.commit_number is not None:
+            event["commit_number"] = self.commit_number
+        return _with_time(event, self.time)
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any], path: str = "", line: int = 0) -> FinalZone:
+        f = _Fields(obj, path, line)
+        replica = f.integer("replica")
+        since = f.integer("since")
+        commit_number = f.opt_integer("commit_number")
+        raw = f._take("records")
+        if not isinstance(raw, list) or not all(_is_final_record(r) for r in raw):
+            raise f.error('"records" must be a list of [name, type, ttl, rdata]')
+        f.done()
+        try:
+            return cls(
+                replica=replica,
+                records=tuple((r[0], r[1], int(r[2]), r[3]) for r in raw),
+                since=since,
+                commit_number=commit_number,
+                time=f.time(),
+            )
+        except ValueError as error:
+            raise f.error(str(error)) from None
+
+
+def _is_final_record(value: object) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 4
+        and isinstance(value[0], str)
+        and isinstance(value[1], str)
+        and _is_int(value[2])
+        and isinstance(value[3], str)
+    )
+
+
 def _with_time(event: dict[str, Any], time: int | None) -> dict[str, Any]:
     if time is not None:
         event["time"] = time
@@ -816,6 +893,7 @@ ReplicaRecord: TypeAlias = (
     | Partition
     | Heal
     | Note
+    | FinalZone
 )
 """The typed events other than client operations (replicas', the network's, notes)."""
 
@@ -834,6 +912,7 @@ _RECORD_CLASSES: Final[tuple[type[ReplicaRecord], ...]] = (
     Partition,
     Heal,
     Note,
+    FinalZone,
 )
 REPLICA_RECORDS: Final[Mapping[str, type[ReplicaRecord]]] = {c.type: c for c in _RECORD_CLASSES}
 """Each replica event type's dataclass, by its "type"."""
@@ -997,15 +1076,36 @@ _ENCODE: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).enc
 """One line's JSON (an encoder made once: json.dumps with options makes one a call)."""
 
 
+def _run(actions: list[Callable[[], None]]) -> None:
+    """Runs each action in order; one that raises does not stop the others."""
+    error: BaseException | None = None
+    for action in actions:
+        try:
+            action()
+        except Exception as failure:
+            error = error or failure
+    if error is not None:
+        raise error
+
+
 class HistoryWriter:
     """Appends events to a history file: thread-safe, header written once, whole lines only.
 
     Opening an existing non-empty file appends to it (its header stays; ``meta`` is then
-    ignored). Lines are kept here and handed to the OS, whole, by ``flush`` (the runtime
-    flushes every tick) or once ``buffer_bytes`` of them are waiting; ``close`` flushes and
-    closes. So a process killed with SIGKILL loses the lines since its last flush and leaves
-    no torn line behind (unless it dies inside the write call itself, which the reader then
-    names), and a restarted process appends after whole lines.
+    ignored). Lines are kept here and handed to the OS, whole, by ``flush`` or once
+    ``buffer_bytes`` of them are waiting; ``close`` flushes and closes. So a process killed
+    with SIGKILL loses the lines since its last flush and leaves no torn line behind (unless
+    it dies inside the write call itself, which the reader then names), and a restarted
+    process appends after whole lines.
+
+    **Write-ahead.** ``then(action)`` runs ``action`` once every line written so far has
+    been handed to the OS (at once when none is waiting, else right after the flush that
+    writes them, on the flushing thread). The runtime records a client operation's
+    completion, then sends the reply with ``then``, and flushes once per batch of events:
+    so a reply never leaves before its completion is in the file, at the cost of one write
+    per batch, not one per reply. (Handed to the OS is what survives SIGKILL, the fault
+    the history is for; it is not fsynced, so a power cut may lose lines that a client saw
+    answered.)
     """
 
     def __init__(self, path: str | Path, *, buffer_bytes: int = 1 << 16, **meta: Any) -> None:
@@ -1014,6 +1114,7 @@ class HistoryWriter:
         self._buffer_bytes = buffer_bytes
         self._lines: list[str] = []
         self._waiting = 0  # characters in _lines
+        self._actions: list[Callable[[], None]] = []  # run once _lines reach the OS
         self._file = self.path.open("ab", buffering=0)
         self._closed = False
         if self.path.stat().st_size == 0:
@@ -1022,13 +1123,15 @@ class HistoryWriter:
 
     def _write_line(self, obj: dict[str, Any]) -> None:
         line = _ENCODE(obj) + "\n"
+        due: list[Callable[[], None]] = []
         with self._lock:
             if self._closed:
                 raise ValueError(f"{self.path}: the history writer is closed")
             self._lines.append(line)
             self._waiting += len(line)
             if self._waiting >= self._buffer_bytes:
-                self._flush_locked()
+                due = self._flush_locked()
+        _run(due)
 
     def write(self, event: Record | dict[str, Any]) -> None:
         """Appends one event: a typed event, or an event's JSON object, which is parsed into
@@ -1064,31 +1167,46 @@ class HistoryWriter:
         event = ClientEvent(type=kind, process=process, f=f, value=value, time=time, mode=mode)
         self.write(event)
 
-    def _flush_locked(self) -> None:
+    def _flush_locked(self) -> list[Callable[[], None]]:
+        """Writes the waiting lines; returns the actions now due (run them unlocked)."""
+        due, self._actions = self._actions, []
         if not self._lines:
-            return
+            return due
         data = memoryview("".join(self._lines).encode("utf-8"))
         self._lines.clear()
         self._waiting = 0
         while data:
             written = self._file.write(data)
             data = data[written or 0 :]
+        return due
 
     def flush(self) -> None:
-        """Hands every waiting line to the OS (whole lines, in one write where it can)."""
+        """Hands every waiting line to the OS (whole lines, in one write where it can), then
+        runs the actions ``then`` was waiting to run."""
         with self._lock:
-            if not self._closed:
-                self._flush_locked()
+            due = [] if self._closed else self._flush_locked()
+        _run(due)
+
+    def then(self, action: Callable[[], None]) -> None:
+        """Runs ``action`` once every line written so far has reached the OS: now, when
+        none is waiting (or the writer is closed), else after the next flush."""
+        with self._lock:
+            if self._lines and not self._closed:
+                self._actions.append(action)
+                return
+        action()
 
     def close(self) -> None:
+        due: list[Callable[[], None]] = []
         with self._lock:
             if self._closed:
                 return
             try:
-                self._flush_locked()
+                due = self._flush_locked()
             finally:
                 self._closed = True
                 self._file.close()
+        _run(due)
 
     def __enter__(self) -> HistoryWriter:
         return self

@@ -57,6 +57,12 @@ string ``"HOST:PORT/N"``: this frontend's address and a counter, so every operat
 own process and processes are unique across the replicas of a cluster. Requests rejected
 before they become operations (FORMERR, REFUSED, NOTAUTH, ...) and zone transfers are not
 client operations on the zone and are not reported.
+
+The history is written ahead of the wire: an operation's invoke reaches the file before the
+operation can take effect, and its completion before its reply is sent (batched: one write
+releases every reply of a batch). A replica killed at any moment therefore leaves a history
+in which every answered operation is complete, and every operation that may have taken
+effect is at least invoked (so the checker takes it as indeterminate, never as absent).
 """
 
 from __future__ import annotations
@@ -133,7 +139,11 @@ class Backend(Protocol):
 
     def submit(self, op: str, done: Callable[[str | None], None]) -> None:
         """Orders ``op`` through VR; ``done`` is called exactly once, from another thread,
-        with the committed result, or with None when it could not be committed in time."""
+        with the committed result, or with None when it could not be committed in time.
+
+        The frontend has recorded the operation's invoke before it calls this; the backend
+        must not let ``op`` take effect before that invoke is in the history file (Node
+        flushes the history before it handles a batch holding submissions)."""
         ...
 
 
@@ -297,10 +307,19 @@ class DnsFrontend:
         keyring: dict[dns.name.Name, dns.tsig.Key],
         origin: dns.name.Name,
         history: Callable[[dict[str, object]], None] | None = None,
+        history_flush: Callable[[], None] | None = None,
+        history_then: Callable[[Callable[[], None]], None] | None = None,
         update_timeout_s: float = 10.0,
         life: str = "",
     ) -> None:
-        """``life`` names this process's life in the history's process names
+        """``history`` takes the client events; ``history_flush`` hands what it has taken
+        to the file now, and ``history_then(action)`` runs ``action`` once it has (the
+        HistoryWriter's ``flush`` and ``then``; without them, events are taken as written).
+        A reply leaves only after its completion is written: a local read's with a flush
+        before it is returned, an ordered operation's through ``history_then``, so that the
+        core thread's one flush per batch releases all the batch's replies.
+
+        ``life`` names this process's life in the history's process names
         (``HOST:PORT/LIFE/N``), so that a restarted replica never reuses the name of an
         operation its previous life left open."""
         if not origin.is_absolute():
@@ -312,6 +331,8 @@ class DnsFrontend:
         self.origin = origin
         self.keyring = dict(keyring)
         self.history = history
+        self._history_flush = history_flush
+        self._history_then = history_then
         self.update_timeout_s = update_timeout_s
         self.counters: Counter[str] = Counter()  # approximate under threads: for humans
         self._port = port
@@ -393,6 +414,7 @@ class DnsFrontend:
             if hit is not None:
                 if hit.op is not None and self.history is not None:
                     self._record_local_read(hit.op, hit.result)
+                    self._flush_history()
                 return [wire[:2] + hit.wire[2:]]
         try:
             request = dns.message.from_wire(wire, keyring=self.keyring)
@@ -452,6 +474,7 @@ class DnsFrontend:
         reply = self._render_answer(request, answer, tcp)
         if cacheable:
             self._cache_insert(zone, wire, reply, tcp, op, result)
+        self._flush_history()
         return [reply]
 
     def _finish_read(
@@ -687,6 +710,16 @@ class DnsFrontend:
             }
             self.history(event)
 
+    def _flush_history(self) -> None:
+        if self._history_flush is not None:
+            self._history_flush()
+
+    def _after_history(self, action: Callable[[], None]) -> None:
+        if self._history_then is not None:
+            self._history_then(action)
+        else:
+            action()
+
     def _record_local_read(self, op: str, result: str | None) -> None:
         process = self._next_process()
         self._record_invoke(process, "read", op)
@@ -710,10 +743,14 @@ class DnsFrontend:
                 log.exception("internal error rendering a committed result")
                 self.counters["internal_error"] += 1
                 return
-            try:
-                respond(messages)
-            except Exception:  # the client's transport is gone; nothing to tell anyone
-                self.counters["respond_failed"] += 1
+
+            def reply() -> None:
+                try:
+                    respond(messages)
+                except Exception:  # the client's transport is gone; nothing to tell anyone
+                    self.counters["respond_failed"] += 1
+
+            self._after_history(reply)  # the reply leaves after its completion is written
 
         def done(result: str | None) -> None:
             complete(result, "ok" if result is not None else "info")
@@ -726,6 +763,9 @@ class DnsFrontend:
             self.counters["overloaded"] += 1
             respond(pending.finish(None))
             return
+        # The backend takes the operation only after this invoke is in the file (Node
+        # flushes the history before it handles a batch with submissions), so a process
+        # that dies leaves no operation that took effect without its invoke.
         self._record_invoke(process, pending.f, pending.op)
         deadline = time.monotonic() + self.update_timeout_s + DEADLINE_GRACE_S
         self._deadlines.add(deadline, partial(done, None))

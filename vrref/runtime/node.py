@@ -62,6 +62,9 @@ log = logging.getLogger(__name__)
 PERSIST_EFFECTS = (durable.PersistVote, durable.PersistLog, durable.PersistCheckpoint)
 CLIENT_ID_REPLICA_SHIFT = 56
 CLIENT_PROXIES_MAX = 256
+FINAL_DRAIN_HEARTBEATS = 3
+"""How long a cleanly stopping replica lets commits reach it before recording its final
+state: the primary tells its backups the commit-number at least once a heartbeat."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -203,6 +206,8 @@ class Node:
         self.counters: Counter[str] = Counter()
         self.events: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self._stopping = threading.Event()
+        self._stop_requested = threading.Event()
+        self._tick_queued = threading.Event()  # a tick waits in the queue (see _ticker)
         self._ticks = 0
         self._update_timeout_ticks = max(1, int(update_timeout_s * 1000 / cluster.tick_ms))
 
@@ -228,7 +233,9 @@ class Node:
         self.recovering = self.mode == "recovering"
         marker.write_text(f"{time.time_ns()}\n")
 
-        # Buffered whole lines, flushed every tick: a SIGKILL loses at most one tick of events.
+        # Buffered whole lines, flushed once per batch of events (and before the batch's
+        # submissions take effect: see _handle_batch), so that replies wait for their
+        # completions (vrref/runtime/frontend.py) at one write a batch.
         self.history = (
             hist.HistoryWriter(
                 history_path,
@@ -291,6 +298,8 @@ class Node:
             keyring=load_keyring(cluster.tsig_key_file),
             origin=origin,
             history=self._record_client if self.history is not None else None,
+            history_flush=self.history.flush if self.history is not None else None,
+            history_then=self.history.then if self.history is not None else None,
             update_timeout_s=update_timeout_s,
             life=secrets.token_hex(4),  # a fresh name per life of the process
         )
@@ -340,30 +349,70 @@ class Node:
             thread.start()
             self._threads.append(thread)
 
-    def stop(self) -> None:
+    def stop(self, *, final: bool = True) -> None:
+        """Stops cleanly. With ``final`` (and a history): the DNS frontend stops first (no
+        new client operations), the core runs on for ``FINAL_DRAIN_HEARTBEATS`` heartbeat
+        periods so that the commits the cluster made before reach it, and then the
+        replica's committed zone is recorded as the history's ``final`` state (when it is
+        in normal status: a recovering replica's zone is not its state)."""
+        since = time.monotonic_ns()
+        drain = final and self.history is not None and not self._stopping.is_set()
+        self.front.stop()
+        if drain:
+            ticks = FINAL_DRAIN_HEARTBEATS * self.cluster.protocol.heartbeat_ticks
+            self._stopping.wait(ticks * self.cluster.tick_ms / 1000)
         self._stopping.set()
         self.events.put(("stop",))
-        self.front.stop()
         self.transport.stop()
         for thread in self._threads:
             thread.join(timeout=2)
+        core_stopped = not any(t.is_alive() for t in self._threads if t.name == "_core_loop")
+        if drain and core_stopped and self.core.status is Status.NORMAL:
+            service = self.core.service
+            assert isinstance(service, Zone)
+            self._record(
+                hist.FinalZone(
+                    replica=self.replica_id,
+                    records=service.records(),
+                    since=since,
+                    commit_number=self.core.commit_number,
+                    time=time.monotonic_ns(),
+                )
+            )
         if self.history is not None:
             self.history.close()
         if self.storage is not None:
             self.storage.close()
 
+    def request_stop(self) -> None:
+        """Makes ``wait`` return (a signal handler's: ``stop`` then runs on the main thread)."""
+        self._stop_requested.set()
+
     def wait(self) -> None:
-        while not self._stopping.is_set():
+        while not (self._stopping.is_set() or self._stop_requested.is_set()):
             self._stopping.wait(0.5)
 
     # ------------------------------------------------------------------ the core thread
 
     def _ticker(self) -> None:
+        """One tick per tick period, and never a burst: periods missed while the process
+        was paused (SIGSTOP, a stalled VM) or the core thread was busy are dropped, not
+        replayed, and at most one tick waits in the queue. A burst would fire every timer
+        at once (the primary timeout of a backup whose primary's messages wait in the same
+        queue), so a pause would cause view changes; a missed period only delays a timer."""
         interval = self.cluster.tick_ms / 1000
         next_at = time.monotonic()
         while not self._stopping.is_set():
             next_at += interval
-            time.sleep(max(0.0, next_at - time.monotonic()))
+            now = time.monotonic()
+            if now > next_at + interval:
+                self.counters["ticks skipped"] += int((now - next_at) / interval)
+                next_at = now  # behind by more than a period: start again from now
+            self._stopping.wait(max(0.0, next_at - now))
+            if self._tick_queued.is_set():
+                self.counters["ticks skipped"] += 1
+                continue
+            self._tick_queued.set()
             self.events.put(("tick",))
 
     def _core_loop(self) -> None:
@@ -387,6 +436,15 @@ class Node:
                 raise
 
     def _handle_batch(self, batch: list[tuple[Any, ...]]) -> None:
+        if self.history is not None and any(event[0] == "submit" for event in batch):
+            self.history.flush()  # the submissions' invokes, before any of them can commit
+        try:
+            self._handle_events(batch)
+        finally:
+            if self.history is not None:
+                self.history.flush()  # and releases the replies waiting on it
+
+    def _handle_events(self, batch: list[tuple[Any, ...]]) -> None:
         messages: list[Message] = []
         for event in batch:
             kind = event[0]
@@ -399,6 +457,7 @@ class Node:
             elif kind == "submit":
                 messages.extend(self._start_request(event[1], event[2]))
             elif kind == "tick":
+                self._tick_queued.clear()
                 self._deliver(messages)
                 messages = []
                 self._tick()
@@ -434,8 +493,6 @@ class Node:
                 self.counters["requests timed out"] += 1
                 done(None)
         self._deliver(local)
-        if self.history is not None:
-            self.history.flush()
 
     def _publish(self) -> None:
         """Publishes a snapshot of the committed zone for readers on other threads, and
@@ -595,7 +652,7 @@ def run_replica(
 
     def stop(signum: int, frame: object) -> None:
         del signum, frame
-        node._stopping.set()
+        node.request_stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
