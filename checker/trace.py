@@ -80,6 +80,12 @@ class ReplicaRun:
     invariants across replicas)."""
     config: Config | None = None
     digest_of: invariants.StateDigest | None = field(default=None, repr=False)
+    commits: dict[int, tuple[str, str]] = field(default_factory=dict, repr=False)
+    """What the replayed core executed, by op-number: (op, result), over every life."""
+    commit_times: list[tuple[int, int]] = field(default_factory=list, repr=False)
+    """(time, commit-number) of every recorded state with a time, in file order."""
+    finals: int = 0
+    """Final states recorded (each checked against the replayed core)."""
 
 
 @dataclass
@@ -94,6 +100,90 @@ class RunReport:
     @property
     def events(self) -> int:
         return sum(r.inputs + r.sends + r.states for r in self.replicas)
+
+    def commit_order(self) -> CommitOrder | None:
+        """The order the cluster committed in, from every replica's replay: op-numbers 1..n
+        with each op and its result, when the replicas together executed a contiguous
+        prefix from the initial state and agree on it (None otherwise: a replica that
+        started from a checkpoint whose ops no file shows, or a disagreement, which the
+        invariants report)."""
+        merged: dict[int, tuple[str, str]] = {}
+        for run in self.replicas:
+            for n, executed in run.commits.items():
+                if merged.setdefault(n, executed) != executed:
+                    return None
+        if not merged or sorted(merged) != list(range(1, len(merged) + 1)):
+            return None
+        times = sorted(t for run in self.replicas for t in run.commit_times)
+        return CommitOrder(
+            ops=tuple(merged[n] for n in range(1, len(merged) + 1)), commit_times=tuple(times)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CommitOrder:
+    """The cluster's committed operations in order, and when they were known committed."""
+
+    ops: tuple[tuple[str, str], ...]
+    """(op, result) of op-numbers 1, 2, ...: what the replicas executed."""
+    commit_times: tuple[tuple[int, int], ...]
+    """(time, commit-number) of every replica state recorded, sorted by time."""
+
+    def committed_by(self, time: int) -> int:
+        """The highest commit-number any replica had recorded by ``time`` (0: none)."""
+        highest = 0
+        for at, number in self.commit_times:
+            if at > time:
+                break
+            highest = max(highest, number)
+        return highest
+
+
+class _Executed:
+    """Where the replayed cores' services report what they execute."""
+
+    def __init__(self) -> None:
+        self.applied: list[tuple[str, str]] = []
+
+    def take(self) -> list[tuple[str, str]]:
+        taken, self.applied = self.applied, []
+        return taken
+
+
+class _Recording:
+    """A StateMachine that runs another and reports each op it executes, with its result,
+    to an ``_Executed`` (so trace validation learns the commit order without the core
+    saying more than it does: the service is the core's own up-call). A fresh or restored
+    service starts the report over: what it executes next follows its initial state or
+    the checkpoint."""
+
+    __slots__ = ("_inner", "_sink")
+
+    def __init__(self, inner: StateMachine, sink: _Executed) -> None:
+        self._inner = inner
+        self._sink = sink
+
+    def apply(self, op: str) -> str:
+        result = self._inner.apply(op)
+        self._sink.applied.append((op, result))
+        return result
+
+    def clone(self) -> _Recording:
+        return _Recording(self._inner.clone(), self._sink)
+
+    def digest(self) -> str:
+        return self._inner.digest()
+
+    def snapshot(self) -> str:
+        return self._inner.snapshot()
+
+    def restore(self, snapshot: str) -> _Recording:
+        restored = _Recording(self._inner.restore(snapshot), self._sink)
+        self._sink.applied.clear()
+        return restored
+
+    def records(self) -> Any:
+        return self._inner.records()  # type: ignore[attr-defined]
 
 
 def _zone_factory(header: dict[str, Any]) -> Any:
@@ -156,6 +246,21 @@ def validate_replica(path: str | Path) -> ReplicaRun:
         raise HistoryError(name, 1, f"cannot rebuild the core: {error}") from None
     digest_of = _PrefixDigest(factory)
     run = ReplicaRun(name, replica_id, config=config, digest_of=digest_of)
+    executed = _Executed()
+
+    def recording_factory() -> _Recording:
+        executed.applied.clear()  # a fresh service: what follows starts at op 1
+        return _Recording(factory(), executed)
+
+    def note_commits() -> None:
+        """Numbers what the core executed in its last input: the ops that end at its
+        commit-number."""
+        assert core is not None
+        done = executed.take()
+        first = core.commit_number - len(done) + 1
+        for k, item in enumerate(done):
+            run.commits[first + k] = item
+
     core: Replica | None = None
     expected: list[Send] = []
     before: Snapshot | None = None
@@ -185,11 +290,11 @@ def validate_replica(path: str | Path) -> ReplicaRun:
                 before = None
                 effects: list[Effect] = []
                 if isinstance(record, hist.Boot):
-                    core = Replica(config, replica_id, factory)
+                    core = Replica(config, replica_id, recording_factory)
                 elif isinstance(record, hist.Reopen):
                     try:
                         core, effects = Replica.restarted(
-                            config, replica_id, factory, record.durable()
+                            config, replica_id, recording_factory, record.durable()
                         )
                     except ValueError as error:  # CodecError, or a snapshot that won't load
                         fail(line, f"the recorded disk does not load: {error}")
@@ -199,8 +304,9 @@ def validate_replica(path: str | Path) -> ReplicaRun:
                         fail(line, "a restart needs its integer nonce")
                         break
                     core, effects = Replica.recovering(
-                        config, replica_id, factory, nonce=record.nonce
+                        config, replica_id, recording_factory, nonce=record.nonce
                     )
+                executed.take()  # a restarted service's replay of its disk is not news
                 expected = _sends(effects)
                 run.inputs += 1
             case hist.Deliver() | hist.Tick():
@@ -223,6 +329,7 @@ def validate_replica(path: str | Path) -> ReplicaRun:
                     fail(line, f"the core raised on this input: {error}")
                     break
                 expected = _sends(effects)
+                note_commits()
                 run.inputs += 1
             case hist.Send():
                 run.sends += 1
@@ -258,6 +365,23 @@ def validate_replica(path: str | Path) -> ReplicaRun:
                 if found:
                     fail(line, f"invariant {found[0]}")
                 before = snapshot
+                if record.time is not None:
+                    run.commit_times.append((record.time, snapshot.commit_number))
+            case hist.FinalZone():
+                run.finals += 1
+                if core is None:
+                    fail(line, "a final state before the replica booted")
+                    break
+                if record.commit_number is not None and record.commit_number != core.commit_number:
+                    fail(
+                        line,
+                        f"the final state is at commit-number {record.commit_number},"
+                        f" the core at {core.commit_number}",
+                    )
+                    break
+                zone = core.service
+                if tuple(record.records) != tuple(zone.records()):  # type: ignore[attr-defined]
+                    fail(line, "the final state's records are not the core's committed zone")
             case hist.Crash():
                 fail(line, f"the replica's core raised: {record.error or '?'}")
             case _:

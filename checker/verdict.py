@@ -8,10 +8,13 @@ names), turn client operations into the model's inputs and outputs (checker/lin/
 which also drops definite failures and the reads it does not judge), run the search
 (checker/lin/wgl.py) and describe the result in prose or as JSON.
 
-``check`` is the whole verdict of ``vrref check``, in this order: linearizability; then,
-after a linearizable verdict, the local reads (checker/lin/local_reads.py: consistent
-prefix, no future); then, when the files hold a recorded run, trace validation and
-invariants (checker/trace.py). It returns one ``Verdict`` with every part and the exit
+``check`` is the whole verdict of ``vrref check``, in this order: linearizability; when the
+files hold a recorded run, trace validation and invariants (checker/trace.py), which also
+yield the order the cluster committed in; after a linearizable verdict, the local reads
+(checker/lin/local_reads.py: consistent prefix, no future, against that commit order when
+trace validation passed, else against every linearization) and the final states
+(checker/lin/finals.py: each replica's zone at the end must be a linearizable read). It
+returns one ``Verdict`` with every part and the exit
 status they make together, which ``describe_verdict`` (prose) and ``verdict_json`` (one
 JSON object) both only report, so the two cannot disagree.
 
@@ -22,6 +25,7 @@ violation, else 2 when any part is unknown (or the run's files cannot be validat
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +36,7 @@ from checker.lin import wgl as lin
 from checker.lin.readers import ClientHistory, ClientOp, read
 
 if TYPE_CHECKING:
+    from checker.lin.finals import FinalsVerdict
     from checker.lin.local_reads import LocalReadVerdict
     from checker.trace import RunReport
 
@@ -295,6 +300,9 @@ class Verdict:
     local: LocalReadVerdict | None
     """Their verdict; None when not judged (see local_not_judged)."""
     local_not_judged: str | None
+    finals: FinalsVerdict | None
+    """The final states' verdict; None when not judged (see finals_not_judged)."""
+    finals_not_judged: str | None
     runs: RunReport | None
     """Trace validation and invariants of the recorded run; None when not judged."""
     runs_not_judged: str | None
@@ -315,13 +323,15 @@ def check(
     progress: lin.Progress | None = None,
     runs: bool = True,
 ) -> Verdict:
-    """Linearizability, then local reads, then trace validation (``runs``): the verdict of
+    """Linearizability, trace validation (``runs``), the local reads (by the recorded commit
+    order when trace validation passed), then the final states: the verdict of
     ``vrref check``. Raises what ``load`` raises (unusable input) and lin.PartitioningError
     (an internal error, no verdict)."""
     from checker import trace
-    from checker.lin import local_reads
+    from checker.lin import finals, local_reads
 
     loaded = load(paths, fmt=fmt, model_name=model_name, zone=zone)
+    started = time.monotonic()
     result = run(
         loaded,
         timeout_s=timeout_s,
@@ -330,20 +340,6 @@ def check(
         progress=progress,
     )
     status = exit_status(result)
-    ops = loaded.history.ops
-    reads = sum(1 for op in ops if op.mode == "local" and op.outcome == "ok")
-    local: LocalReadVerdict | None = None
-    local_not_judged: str | None = None
-    if not reads:
-        local_not_judged = "no completed local reads"
-    elif isinstance(result, lin.Ok) and result.linearization is not None:
-        local = local_reads.judge(loaded.model, ops, result.linearization)
-        if local.violations:
-            status = EXIT_ILLEGAL
-        elif local.unknown and status == EXIT_OK:
-            status = EXIT_UNKNOWN
-    else:
-        local_not_judged = "they are judged against the witness of a linearizable verdict"
     report: RunReport | None = None
     runs_not_judged: str | None = None
     runs_error: str | None = None
@@ -362,12 +358,58 @@ def check(
         else:
             if not report.ok:
                 status = EXIT_ILLEGAL
+
+    def time_left() -> float | None:
+        return None if timeout_s is None else max(1.0, timeout_s - (time.monotonic() - started))
+
+    witness = result.linearization if isinstance(result, lin.Ok) else None
+    ops = loaded.history.ops
+    reads = sum(1 for op in ops if op.mode == "local" and op.outcome == "ok")
+    local: LocalReadVerdict | None = None
+    local_not_judged: str | None = None
+    if not reads:
+        local_not_judged = "no completed local reads"
+    elif witness is not None:
+        order = report.commit_order() if report is not None and report.ok else None
+        local = local_reads.judge(
+            loaded.model,
+            ops,
+            witness,
+            order=order,
+            searched_ops=loaded.ops,
+            timeout_s=time_left(),
+        )
+        if local.violations:
+            status = EXIT_ILLEGAL
+        elif local.unknown and status == EXIT_OK:
+            status = EXIT_UNKNOWN
+    else:
+        local_not_judged = "they are judged after a linearizable verdict"
+    finals_verdict: FinalsVerdict | None = None
+    finals_not_judged: str | None = None
+    final_states = loaded.history.finals
+    if not final_states:
+        finals_not_judged = "no final states recorded"
+    elif not isinstance(loaded.model, models.Dns):
+        finals_not_judged = "final states are zones: judged for the dns model only"
+    elif witness is None:
+        finals_not_judged = "they are judged after a linearizable verdict"
+    else:
+        finals_verdict = finals.judge(
+            loaded.model, loaded.ops, final_states, witness, timeout_s=time_left()
+        )
+        if finals_verdict.stale:
+            status = EXIT_ILLEGAL
+        elif finals_verdict.unknown and status == EXIT_OK:
+            status = EXIT_UNKNOWN
     return Verdict(
         loaded=loaded,
         result=result,
         local_reads=reads,
         local=local,
         local_not_judged=local_not_judged,
+        finals=finals_verdict,
+        finals_not_judged=finals_not_judged,
         runs=report,
         runs_not_judged=runs_not_judged,
         runs_error=runs_error,
@@ -382,8 +424,10 @@ def describe_verdict(verdict: Verdict) -> str:
     out = [describe(verdict.loaded, verdict.result).rstrip("\n")]
     local = verdict.local
     if local is not None:
+        searched = f"; {local.searched} by a search of their own" if local.searched else ""
         out.append(
-            f"local reads: {local.checked} judged (consistent prefix, no future): "
+            f"local reads: {local.checked} judged (consistent prefix, no future; against "
+            f"the {local.basis}{searched}): "
             + ("ok" if local.ok else f"{len(local.violations)} VIOLATED")
             + (f", {local.unknown} unknown (step budget)" if local.unknown else "")
         )
@@ -391,6 +435,18 @@ def describe_verdict(verdict: Verdict) -> str:
             out.append(f"  {op.path}:{op.ret_line}: process {op.process}: {why}")
     elif verdict.local_reads:
         out.append(f"local reads: {verdict.local_reads} not judged ({verdict.local_not_judged})")
+    if verdict.finals is not None:
+        finals = verdict.finals
+        head = "ok" if finals.ok else f"{len(finals.stale)} STALE"
+        if finals.unknown:
+            head += f", {len(finals.unknown)} unknown"
+        out.append(f"final states: {len(finals.finals)} judged (a linearizable read): {head}")
+        out.extend(f"  {f.describe()}" for f in finals.finals)
+    elif verdict.loaded.history.finals:
+        out.append(
+            f"final states: {len(verdict.loaded.history.finals)} not judged"
+            f" ({verdict.finals_not_judged})"
+        )
     if verdict.runs is not None:
         out.extend(trace.report_lines(verdict.runs))
     return "\n".join(out) + "\n"
@@ -401,6 +457,7 @@ def verdict_json(verdict: Verdict) -> dict[str, Any]:
     they always were), and ``local_reads``, ``trace``, ``invariants`` and ``exit_status``."""
     data = to_json(verdict.loaded, verdict.result)
     data["local_reads"] = _local_json(verdict)
+    data["finals"] = _finals_json(verdict)
     data["trace"] = _trace_json(verdict)
     data["invariants"] = _invariants_json(verdict)
     data["exit_status"] = verdict.status
@@ -411,6 +468,7 @@ def _local_json(verdict: Verdict) -> dict[str, Any]:
     local = verdict.local
     data: dict[str, Any] = {
         "judged": local is not None,
+        "basis": None if local is None else local.basis,
         "reads": verdict.local_reads,
         "checked": 0 if local is None else local.checked,
         "unknown": 0 if local is None else local.unknown,
@@ -424,6 +482,34 @@ def _local_json(verdict: Verdict) -> dict[str, Any]:
     else:
         data["ok"] = local.ok
     return data
+
+
+def _finals_json(verdict: Verdict) -> dict[str, Any]:
+    finals = verdict.finals
+    if finals is None:
+        return {
+            "judged": False,
+            "count": len(verdict.loaded.history.finals),
+            "not_judged": verdict.finals_not_judged,
+        }
+    return {
+        "judged": True,
+        "ok": finals.ok,
+        "finals": [
+            {
+                "replica": f.replica,
+                "file": f.path,
+                "line": f.line,
+                "commit_number": f.commit_number,
+                "verdict": f.verdict,
+                "detail": f.detail,
+                "missing": list(f.missing),
+                "unexpected": list(f.unexpected),
+                "different": list(f.different),
+            }
+            for f in finals.finals
+        ],
+    }
 
 
 def _trace_json(verdict: Verdict) -> dict[str, Any]:

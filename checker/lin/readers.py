@@ -40,7 +40,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from vrref.history import ClientEvent, HistoryError, iter_lines, parse_event, parse_header
+from vrref.history import (
+    ClientEvent,
+    FinalZone,
+    HistoryError,
+    iter_lines,
+    parse_event,
+    parse_header,
+)
 
 FORMATS: Final = ("vrref", "jepsen-edn", "porcupine-log", "porcupine-kv")
 FILE_BYTES_MAX: Final = 1 << 30
@@ -95,12 +102,28 @@ class ClientOp:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FinalState:
+    """A replica's final state (vrref/history.py's ``final``), placed in real time like a
+    client operation: ``call`` is the position of its ``since``, ``ret`` of its ``time``
+    (positions shared with the client operations' events)."""
+
+    replica: int
+    records: tuple[tuple[str, str, int, str], ...]
+    commit_number: int | None
+    call: int
+    ret: int
+    path: str
+    line: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ClientHistory:
     path: str
     format: str
     ops: tuple[ClientOp, ...]
     header: dict[str, Any] = field(default_factory=dict)
     events: int = 0  # client events read (invocations and completions)
+    finals: tuple[FinalState, ...] = ()
 
 
 # ---------------------------------------------------------------------------- EDN
@@ -388,6 +411,11 @@ class _Pairer:
         )
         self.position += 1
 
+    def mark(self) -> int:
+        """A position of its own, between the events paired so far and the next."""
+        self.position += 1
+        return self.position - 1
+
     def finish(self) -> tuple[ClientOp, ...]:
         for process, pending in self.open.items():
             self.ops[pending.index] = ClientOp(
@@ -500,11 +528,16 @@ def read_vrref(paths: Sequence[str]) -> ClientHistory:
     assert paths
     header: dict[str, Any] = {}
     streams: list[list[ClientEvent]] = []
+    finals: list[tuple[FinalZone, int, str]] = []  # (event, line, path)
     for k, path in enumerate(paths):
         try:
-            head, client = _vrref_events(path)
+            head, client, file_finals = _vrref_events(path)
         except HistoryError as error:
             raise ReadError(error.path, error.line, error.message) from None
+        for final, line in file_finals:
+            if final.time is None:
+                raise ReadError(path, line, 'a final state needs its "time"')
+            finals.append((final, line, path))
         if k == 0:
             header = head
         else:
@@ -513,9 +546,9 @@ def read_vrref(paths: Sequence[str]) -> ClientHistory:
                     raise ReadError(path, 1, f"header {key!r} differs from {paths[0]}'s")
         streams.append(client)
     merged: Iterable[tuple[ClientEvent, str]]
-    if len(streams) == 1:
+    if len(streams) == 1 and not finals:
         merged = ((event, paths[0]) for event in streams[0])
-    else:
+    else:  # by time: final states are placed among the operations by their times
         keyed: list[tuple[int, int, int, ClientEvent]] = []
         for k, (stream, path) in enumerate(zip(streams, paths, strict=True)):
             for event in stream:
@@ -526,7 +559,21 @@ def read_vrref(paths: Sequence[str]) -> ClientHistory:
         merged = ((event, paths[k]) for _, k, _, event in keyed)
     pairer = _Pairer(paths[0])
     events = 0
+    # A final state's since and time take positions of their own among the events: each
+    # goes just before the first event later than it.
+    marks = sorted(
+        [(final.since, 0, n) for n, (final, _, _) in enumerate(finals)]
+        + [(final.time or 0, 1, n) for n, (final, _, _) in enumerate(finals)]
+    )
+    placed: dict[tuple[int, int], int] = {}
+    next_mark = 0
     for event, path in merged:
+        while (
+            next_mark < len(marks) and event.time is not None and marks[next_mark][0] < event.time
+        ):
+            _, end, n = marks[next_mark]
+            placed[(n, end)] = pairer.mark()
+            next_mark += 1
         events += 1
         if event.type == "invoke":
             pairer.invoke(
@@ -543,18 +590,39 @@ def read_vrref(paths: Sequence[str]) -> ClientHistory:
                 time=event.time,
                 path=path,
             )
+    for _, end, n in marks[next_mark:]:
+        placed[(n, end)] = pairer.mark()
     name = paths[0] if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} more)"
     return ClientHistory(
-        path=name, format="vrref", ops=pairer.finish(), header=header, events=events
+        path=name,
+        format="vrref",
+        ops=pairer.finish(),
+        header=header,
+        events=events,
+        finals=tuple(
+            FinalState(
+                replica=final.replica,
+                records=final.records,
+                commit_number=final.commit_number,
+                call=placed[(n, 0)],
+                ret=placed[(n, 1)],
+                path=path,
+                line=line,
+            )
+            for n, (final, line, path) in enumerate(finals)
+        ),
     )
 
 
-def _vrref_events(path: str) -> tuple[dict[str, Any], list[ClientEvent]]:
-    """The header and the client events of one file, every line parsed into its typed event
-    (a malformed replica event is an error here as anywhere), only the client ones kept (a
-    replica's file is mostly replica events)."""
+def _vrref_events(
+    path: str,
+) -> tuple[dict[str, Any], list[ClientEvent], list[tuple[FinalZone, int]]]:
+    """The header, the client events and the final states of one file, every line parsed
+    into its typed event (a malformed replica event is an error here as anywhere), only
+    those kept (a replica's file is mostly replica events)."""
     head: dict[str, Any] | None = None
     client: list[ClientEvent] = []
+    finals: list[tuple[FinalZone, int]] = []
     for number, obj in iter_lines(path):
         if head is None:
             head = parse_header(obj, path, number)
@@ -562,9 +630,11 @@ def _vrref_events(path: str) -> tuple[dict[str, Any], list[ClientEvent]]:
         event = parse_event(obj, path, number)
         if isinstance(event, ClientEvent):
             client.append(event)
+        elif isinstance(event.record, FinalZone):
+            finals.append((event.record, number))
     if head is None:
         raise HistoryError(path, None, "empty history: no header line")
-    return head, client
+    return head, client, finals
 
 
 def detect_format(path: str, text: str | None = None) -> str:
