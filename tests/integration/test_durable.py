@@ -26,7 +26,6 @@ import pytest
 
 from tests.integration.test_cluster_tools import (
     ROOT,
-    TICK_MS,
     LocalCluster,
     dig,
     free_base_port,
