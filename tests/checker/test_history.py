@@ -303,3 +303,25 @@ def test_a_simulated_seed_writes_typed_events(tmp_path: Path) -> None:
     ]
     assert all(r.nonce is not None for r in restarts)
     assert [e.time for e in parsed.events] == list(range(1, len(parsed.events) + 1))
+
+
+def test_then_runs_once_the_lines_before_it_are_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "h.jsonl"
+    seen: list[int] = []
+
+    def lines_in_file() -> None:
+        seen.append(len(path.read_text().splitlines()))
+
+    with history.HistoryWriter(path, buffer_bytes=1 << 20) as writer:
+        writer.then(lines_in_file)  # nothing waiting: at once
+        assert seen == [1]
+        writer.invoke(1, "read", "x", time=1)
+        writer.complete("ok", 1, "read", "y", time=2)
+        writer.then(lines_in_file)
+        writer.then(lines_in_file)
+        assert seen == [1]  # waiting for the flush
+        writer.flush()
+        assert seen == [1, 3, 3]
+        writer.invoke(2, "read", "x", time=3)
+        writer.then(lines_in_file)
+    assert seen == [1, 3, 3, 4]  # close flushes and runs what waits

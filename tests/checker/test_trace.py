@@ -277,3 +277,45 @@ def test_check_json_names_a_trace_problem_and_exits_1(
     (problem,) = replica["problems"]
     assert f"replica-1.jsonl:{line}: view is 7 in the history" in problem
     assert {"local_reads", "invariants"} <= set(data)
+
+
+# ---------------------------------------------------------------------------- commit order, finals
+
+
+def test_the_replays_give_the_order_the_cluster_committed(recorded: Path) -> None:
+    report = runs.check_run(files(recorded))
+    order = report.commit_order()
+    assert order is not None
+    updates = [op for op, _ in order.ops if '"t":"update"' in op]
+    assert [f"run{n}.example.com." in op for n, op in enumerate(updates)] == [True] * 3
+    assert all('"rcode":"NOERROR"' in result for _, result in order.ops)
+    assert order.committed_by(order.commit_times[-1][0]) == len(order.ops)
+    assert order.committed_by(0) == 0
+
+
+def test_local_reads_of_a_recorded_run_are_judged_by_its_commit_order(
+    recorded: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_check.main([str(recorded)]) == 0
+    out = capsys.readouterr().out
+    assert "against the commit order" in out
+    assert "final states: 3 judged (a linearizable read): ok" in out
+
+
+def test_a_final_state_that_is_not_the_cores_zone_is_caught(
+    recorded: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def edit(lines: list[str]) -> int:
+        at = first(lines, "final")
+        event = json.loads(lines[at])
+        event["records"] = [r for r in event["records"] if r[0] != "run0.example.com."]
+        lines[at] = json.dumps(event)
+        return at + 1
+
+    paths, line = tampered(recorded, tmp_path, edit)
+    report = runs.check_run(paths)
+    (problem,) = report.replicas[1].problems
+    assert f"replica-1.jsonl:{line}: the final state's records are not the core's" in problem
+    assert cli_check.main(paths) == 1
+    out = capsys.readouterr().out
+    assert "missing run0.example.com." in out
