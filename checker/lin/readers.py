@@ -27,7 +27,14 @@ whitespace and ``;`` comments. Anything else (sets, tagged literals, symbols) is
 
 Bad input raises ``ReadError`` naming the file and the line, never a traceback: the CLI
 prints it and exits 2. Pairing is strict: a process invoking while its previous operation
-is outstanding, or a completion nobody invoked, is an error rather than a guess.
+is outstanding, or a completion nobody invoked, is an error rather than a guess. The one
+exception is a restart: where a vrref file records that its replica process started again
+(``boot``, ``restart``, ``reopen``), the operations its previous life left outstanding end
+without a completion (as good as ``info``) and their process names are free again.
+
+A vrref file may also record the replicas' zones at the end of a run (``final``): they
+come with the history as ``FinalState``\ s placed in real time among the operations (their
+``since`` and ``time`` take positions of their own), for checker/lin/finals.py.
 """
 
 from __future__ import annotations
@@ -41,9 +48,12 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from vrref.history import (
+    Boot,
     ClientEvent,
     FinalZone,
     HistoryError,
+    Reopen,
+    Restart,
     iter_lines,
     parse_event,
     parse_header,
@@ -416,26 +426,37 @@ class _Pairer:
         self.position += 1
         return self.position - 1
 
+    def end_life(self, path: str) -> None:
+        """The process that wrote ``path`` restarted: what it left outstanding will never
+        complete (it stays in the history without a completion, as good as ``info``), and
+        its names may be used again."""
+        ended = [process for process, pending in self.open.items() if pending.path == path]
+        for process in ended:
+            self._unfinished(process, self.open.pop(process))
+
     def finish(self) -> tuple[ClientOp, ...]:
         for process, pending in self.open.items():
-            self.ops[pending.index] = ClientOp(
-                index=pending.index,
-                process=process,
-                f=pending.f,
-                value=pending.value,
-                outcome=None,
-                result=None,
-                call=pending.call,
-                ret=None,
-                key=pending.key,
-                call_line=pending.line,
-                call_time=pending.time,
-                path=pending.path,
-            )
+            self._unfinished(process, pending)
         self.open.clear()
         result = tuple(op for op in self.ops if op is not None)
         assert len(result) == len(self.ops)
         return result
+
+    def _unfinished(self, process: int | str, pending: _Open) -> None:
+        self.ops[pending.index] = ClientOp(
+            index=pending.index,
+            process=process,
+            f=pending.f,
+            value=pending.value,
+            outcome=None,
+            result=None,
+            call=pending.call,
+            ret=None,
+            key=pending.key,
+            call_line=pending.line,
+            call_time=pending.time,
+            path=pending.path,
+        )
 
 
 # ---------------------------------------------------------------------------- readers
@@ -527,7 +548,7 @@ def read_vrref(paths: Sequence[str]) -> ClientHistory:
     """
     assert paths
     header: dict[str, Any] = {}
-    streams: list[list[ClientEvent]] = []
+    streams: list[list[ClientEvent | _NewLife]] = []
     finals: list[tuple[FinalZone, int, str]] = []  # (event, line, path)
     for k, path in enumerate(paths):
         try:
@@ -545,11 +566,11 @@ def read_vrref(paths: Sequence[str]) -> ClientHistory:
                 if key in head and key in header and head[key] != header[key]:
                     raise ReadError(path, 1, f"header {key!r} differs from {paths[0]}'s")
         streams.append(client)
-    merged: Iterable[tuple[ClientEvent, str]]
+    merged: Iterable[tuple[ClientEvent | _NewLife, str]]
     if len(streams) == 1 and not finals:
         merged = ((event, paths[0]) for event in streams[0])
     else:  # by time: final states are placed among the operations by their times
-        keyed: list[tuple[int, int, int, ClientEvent]] = []
+        keyed: list[tuple[int, int, int, ClientEvent | _NewLife]] = []
         for k, (stream, path) in enumerate(zip(streams, paths, strict=True)):
             for event in stream:
                 if event.time is None:
@@ -574,6 +595,9 @@ def read_vrref(paths: Sequence[str]) -> ClientHistory:
             _, end, n = marks[next_mark]
             placed[(n, end)] = pairer.mark()
             next_mark += 1
+        if isinstance(event, _NewLife):
+            pairer.end_life(path)
+            continue
         events += 1
         if event.type == "invoke":
             pairer.invoke(
@@ -614,14 +638,24 @@ def read_vrref(paths: Sequence[str]) -> ClientHistory:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _NewLife:
+    """A replica process (re)started in this file (boot, restart or reopen): the client
+    operations its previous life left outstanding end here."""
+
+    line: int
+    time: int | None
+
+
 def _vrref_events(
     path: str,
-) -> tuple[dict[str, Any], list[ClientEvent], list[tuple[FinalZone, int]]]:
-    """The header, the client events and the final states of one file, every line parsed
-    into its typed event (a malformed replica event is an error here as anywhere), only
-    those kept (a replica's file is mostly replica events)."""
+) -> tuple[dict[str, Any], list[ClientEvent | _NewLife], list[tuple[FinalZone, int]]]:
+    """The header, the client events (and where a new life of the process began) and the
+    final states of one file, every line parsed into its typed event (a malformed replica
+    event is an error here as anywhere), only those kept (a replica's file is mostly
+    replica events)."""
     head: dict[str, Any] | None = None
-    client: list[ClientEvent] = []
+    client: list[ClientEvent | _NewLife] = []
     finals: list[tuple[FinalZone, int]] = []
     for number, obj in iter_lines(path):
         if head is None:
@@ -632,6 +666,8 @@ def _vrref_events(
             client.append(event)
         elif isinstance(event.record, FinalZone):
             finals.append((event.record, number))
+        elif isinstance(event.record, (Boot, Restart, Reopen)):
+            client.append(_NewLife(number, event.record.time))
     if head is None:
         raise HistoryError(path, None, "empty history: no header line")
     return head, client, finals

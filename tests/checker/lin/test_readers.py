@@ -302,3 +302,31 @@ def test_history_error_is_named() -> None:
     error = HistoryError("f.jsonl", 7, "boom")
     assert str(error) == "f.jsonl:7: boom"
     assert isinstance(readers.ClientHistory(path="p", format="vrref", ops=()), ClientHistory)
+
+
+def test_a_restarted_process_may_reuse_the_names_its_previous_life_left_outstanding(
+    tmp_path: Path,
+) -> None:
+    """A replica process that restarts (boot, restart or reopen in its file) never completes
+    what its previous life left open, even where it names its operations as before."""
+    for restart in (
+        {"type": "boot", "replica": 0, "time": 3},
+        {"type": "restart", "replica": 0, "nonce": 7, "time": 3},
+    ):
+        text = _history_text(
+            {"type": "invoke", "process": "h:1/0", "f": "read", "value": "x", "time": 1},
+            restart,
+            {"type": "invoke", "process": "h:1/0", "f": "read", "value": "y", "time": 4},
+            {"type": "ok", "process": "h:1/0", "f": "read", "value": "z", "time": 5},
+        )
+        path = _write(tmp_path, "restarted.jsonl", text)
+        first, second = readers.read([path]).ops
+        assert (first.value, first.outcome, first.ret) == ("x", None, None)
+        assert (second.value, second.outcome, second.result) == ("y", "ok", "z")
+    # Without the restart between them, the same two invocations are refused.
+    text = _history_text(
+        {"type": "invoke", "process": "h:1/0", "f": "read", "value": "x", "time": 1},
+        {"type": "invoke", "process": "h:1/0", "f": "read", "value": "y", "time": 4},
+    )
+    with pytest.raises(ReadError, match="outstanding"):
+        readers.read([_write(tmp_path, "not.jsonl", text)])
