@@ -33,7 +33,7 @@ exception is a restart: where a vrref file records that its replica process star
 without a completion (as good as ``info``) and their process names are free again.
 
 A vrref file may also record the replicas' zones at the end of a run (``final``): they
-come with the history as ``FinalState``\ s placed in real time among the operations (their
+come with the history as ``FinalState`` records placed in real time among the operations (their
 ``since`` and ``time`` take positions of their own), for checker/lin/finals.py.
 """
 
