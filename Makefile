@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 # pytest workers: the long exhaustive explorations run beside the rest of the suite.
 JOBS    ?= 2
-DEBIAN_TOOLS := dig:bind9-dnsutils nsupdate:bind9-dnsutils kdig:knot-dnsutils dnsperf:dnsperf knotd:knot
+DEBIAN_TOOLS := dig:bind9-dnsutils nsupdate:bind9-dnsutils kdig:knot-dnsutils dnsperf:dnsperf knotd:knot iptables:iptables
 
 .PHONY: demo test lint typecheck pytest bench tools clean
 
@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Debian's dig, nsupdate, kdig, dnsperf and Knot: real clients and a reference server for
-# the integration tests. Installed only when missing, and only where apt-get can run.
+# Debian's dig, nsupdate, kdig, dnsperf, Knot and iptables: real clients, a reference server and
+# the nemesis's partitions for the integration tests. Installed only when missing, and only where
+# apt-get can run.
 tools:
 	@missing=""; for pair in $(DEBIAN_TOOLS); do \
 	  cmd=$${pair%%:*}; pkg=$${pair#*:}; \
