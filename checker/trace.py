@@ -46,7 +46,7 @@ from vrref import history as hist
 from vrref.core.messages import Checkpoint, CodecError, LogEntry, Request, from_json, to_json
 from vrref.core.replica import Config, Effect, Replica, Send, Snapshot, Status
 from vrref.core.statemachine import StateMachine
-from vrref.history import STATE_FIELDS, ClientEvent, HistoryError, read_header, read_history
+from vrref.history import STATE_FIELDS, ClientEvent, HistoryError, read_header
 
 PER_REPLICA: tuple[invariants.StateInvariant, ...] = (
     invariants.commit_number_within_log,
@@ -232,8 +232,7 @@ class _PrefixDigest:
 
 def validate_replica(path: str | Path) -> ReplicaRun:
     """Trace validation of one replica's history file (see the module docstring)."""
-    history = read_history(path)
-    head = history.header
+    head, events = hist.stream_history(path)  # a long run's file is not held in memory
     name = str(path)
     replica_id = head.get("replica")
     protocol = head.get("protocol")
@@ -273,7 +272,7 @@ def validate_replica(path: str | Path) -> ReplicaRun:
         if expected:
             fail(line, f"the core sent {_show(expected[0])} and the history has no such send")
 
-    for event in history.events:
+    for event in events:
         if run.problems:
             break
         if isinstance(event, ClientEvent):

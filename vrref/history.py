@@ -115,7 +115,7 @@ import dataclasses
 import json
 import threading
 import typing
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -1054,19 +1054,23 @@ def read_header(path: str | Path) -> dict[str, Any]:
     raise HistoryError(str(path), None, "empty history: no header line")
 
 
+def stream_history(path: str | Path) -> tuple[dict[str, Any], Iterator[Event]]:
+    """The header, and the events one at a time, each validated as it is read: for a
+    reader that need not hold a long history in memory (trace validation)."""
+    name = str(path)
+    lines = iter_lines(path)
+    for number, obj in lines:
+        head = parse_header(obj, name, number)
+        break
+    else:
+        raise HistoryError(name, None, "empty history: no header line")
+    return head, (parse_event(obj, name, number) for number, obj in lines)
+
+
 def read_history(path: str | Path) -> History:
     """Reads and validates a whole history file."""
-    name = str(path)
-    head: dict[str, Any] | None = None
-    events: list[Event] = []
-    for number, obj in iter_lines(path):
-        if head is None:
-            head = parse_header(obj, name, number)
-        else:
-            events.append(parse_event(obj, name, number))
-    if head is None:
-        raise HistoryError(name, None, "empty history: no header line")
-    return History(path=name, header=head, events=tuple(events))
+    head, events = stream_history(path)
+    return History(path=str(path), header=head, events=tuple(events))
 
 
 # ---------------------------------------------------------------------------- writing
