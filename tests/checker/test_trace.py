@@ -319,3 +319,33 @@ def test_a_final_state_that_is_not_the_cores_zone_is_caught(
     assert cli_check.main(paths) == 1
     out = capsys.readouterr().out
     assert "missing run0.example.com." in out
+
+
+def test_a_life_cut_short_inside_an_input_is_forgiven_at_the_next_life_only(
+    recorded: Path, tmp_path: Path
+) -> None:
+    """A SIGKILL after an input's line reached the file and before its sends did: the
+    next life's first line forgives the missing sends; without a next life, or with the
+    input's successor in the same life, they are a difference."""
+
+    def cut(lines: list[str], restart: bool) -> int:
+        deliver = next(
+            i
+            for i in range(1, len(lines) - 1)
+            if json.loads(lines[i])["type"] == "deliver"
+            and json.loads(lines[i + 1])["type"] == "send"
+        )
+        del lines[deliver + 1 :]
+        if restart:
+            lines.append(json.dumps({"type": "restart", "replica": 1, "nonce": 5}))
+        else:
+            lines.append(json.dumps({"type": "tick", "replica": 1}))
+        return deliver + 1
+
+    paths, _ = tampered(recorded, tmp_path / "a", lambda lines: cut(lines, restart=True))
+    report = runs.check_run(paths)
+    assert not report.replicas[1].problems, report.replicas[1].problems
+    assert report.replicas[1].cut_short == 1
+    paths, _ = tampered(recorded, tmp_path / "b", lambda lines: cut(lines, restart=False))
+    (problem,) = runs.check_run(paths).replicas[1].problems
+    assert "and the history has no such send" in problem
