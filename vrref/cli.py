@@ -32,6 +32,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "explore": ("checker.cli.explore", "explicit-state exploration of a model"),
     "replay": ("checker.cli.replay", "re-run a counterexample history against the current core"),
     "simulate": ("checker.cli.simulate", "seeded swarm simulation of the real core with faults"),
+    "nemesis": ("checker.cli.nemesis", "faults against a real cluster, its histories checked"),
 }
 
 USAGE = "usage: vrref <command> [options]\n\ncommands:\n" + "".join(
