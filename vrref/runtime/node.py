@@ -657,5 +657,9 @@ def run_replica(
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     node.wait()
+    crashed = node._stopping.is_set() and not node._stop_requested.is_set()
     node.stop()
+    if crashed:  # the core raised: the history has its crash; say so to whoever started us
+        print(f"replica {replica_id}: stopped after an internal error", flush=True)
+        return 1
     return 0
