@@ -150,6 +150,11 @@ class HistoryError(ValueError):
         where = f"{path}:{line}" if line is not None else path
         super().__init__(f"{where}: {message}")
 
+    def __reduce__(self) -> tuple[type[HistoryError], tuple[str, int | None, str]]:
+        """Pickles by its fields (a worker process's error reaches its pool intact, where
+        the default, by the message alone, cannot be rebuilt and hangs the pool)."""
+        return type(self), (self.path, self.line, self.message)
+
 
 # ---------------------------------------------------------------------------- fields
 

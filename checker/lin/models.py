@@ -46,10 +46,15 @@ class ModelError(ValueError):
     """An operation the model cannot interpret: names the file and the line."""
 
     def __init__(self, op: ClientOp, message: str) -> None:
+        self.op = op
         self.path = op.path
         self.line = op.call_line
         self.message = message
         super().__init__(f"{op.path}:{op.call_line}: {message}")
+
+    def __reduce__(self) -> tuple[type[ModelError], tuple[ClientOp, str]]:
+        """Pickles by its fields, so a pool worker's error reaches the pool (ReadError's)."""
+        return type(self), (self.op, self.message)
 
 
 class CheckedModel(Model, Protocol):

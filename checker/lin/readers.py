@@ -28,8 +28,9 @@ whitespace and ``;`` comments. Anything else (sets, tagged literals, symbols) is
 Bad input raises ``ReadError`` naming the file and the line, never a traceback: the CLI
 prints it and exits 2. Pairing is strict: a process invoking while its previous operation
 is outstanding, or a completion nobody invoked, is an error rather than a guess. The one
-exception is a restart: where a vrref file records that its replica process started again
-(``boot``, ``restart``, ``reopen``), the operations its previous life left outstanding end
+exception is a restart: where a replica process's own vrref file (its header names the
+``replica``) records that the process started again (``boot``, ``restart``, ``reopen``), the
+operations its previous life left outstanding end
 without a completion (as good as ``info``) and their process names are free again.
 
 A vrref file may also record the replicas' zones at the end of a run (``final``): they
@@ -74,6 +75,11 @@ class ReadError(ValueError):
         self.message = message
         where = f"{path}:{line}" if line is not None else path
         super().__init__(f"{where}: {message}")
+
+    def __reduce__(self) -> tuple[type[ReadError], tuple[str, int | None, str]]:
+        """Pickles by its fields (a worker process's error reaches its pool intact, where
+        the default, by the message alone, cannot be rebuilt and hangs the pool)."""
+        return type(self), (self.path, self.line, self.message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -666,7 +672,13 @@ def _vrref_events(
             client.append(event)
         elif isinstance(event.record, FinalZone):
             finals.append((event.record, number))
-        elif isinstance(event.record, (Boot, Restart, Reopen)):
+        elif (
+            isinstance(event.record, (Boot, Restart, Reopen))
+            and isinstance(head.get("replica"), int)
+            and event.record.replica == head["replica"]
+        ):
+            # Only in a replica process's own file (its header names it), whose client
+            # operations are that process's; a simulator's file records every replica.
             client.append(_NewLife(number, event.record.time))
     if head is None:
         raise HistoryError(path, None, "empty history: no header line")

@@ -318,6 +318,7 @@ def test_a_restarted_process_may_reuse_the_names_its_previous_life_left_outstand
             restart,
             {"type": "invoke", "process": "h:1/0", "f": "read", "value": "y", "time": 4},
             {"type": "ok", "process": "h:1/0", "f": "read", "value": "z", "time": 5},
+            header={"schema": "vrref-history", "version": 1, "replica": 0},
         )
         path = _write(tmp_path, "restarted.jsonl", text)
         first, second = readers.read([path]).ops
@@ -330,3 +331,32 @@ def test_a_restarted_process_may_reuse_the_names_its_previous_life_left_outstand
     )
     with pytest.raises(ReadError, match="outstanding"):
         readers.read([_write(tmp_path, "not.jsonl", text)])
+    # A file of many replicas (the simulator's, no "replica" in its header): a replica's
+    # restart ends none of the clients' operations.
+    text = _history_text(
+        {"type": "invoke", "process": 1, "f": "read", "value": "x", "time": 1},
+        {"type": "restart", "replica": 0, "nonce": 7, "time": 3},
+        {"type": "ok", "process": 1, "f": "read", "value": "z", "time": 5},
+    )
+    (op,) = readers.read([_write(tmp_path, "sim.jsonl", text)]).ops
+    assert (op.outcome, op.result) == ("ok", "z")
+
+
+def test_errors_survive_pickling_so_a_pool_worker_can_report_them() -> None:
+    """The simulator checks seeds in a process pool: an error that cannot be rebuilt from
+    its pickle kills the pool's result thread and hangs the run (it did)."""
+    import pickle
+
+    from checker.lin.models import ModelError
+
+    op = readers.ClientOp(
+        index=0, process=1, f="read", value="x", outcome=None, result=None, call=0, ret=None
+    )
+    for error in (
+        ReadError("h.jsonl", 3, "bad"),
+        HistoryError("h.jsonl", None, "empty"),
+        ModelError(op, "no model"),
+    ):
+        again = pickle.loads(pickle.dumps(error))
+        assert type(again) is type(error) and str(again) == str(error)
+        assert (again.path, again.line, again.message) == (error.path, error.line, error.message)
