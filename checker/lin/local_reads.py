@@ -30,7 +30,9 @@ searches): beyond them the read's verdict is unknown, never a guess.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import itertools
 import json
 import time
 from collections.abc import Sequence
@@ -148,14 +150,8 @@ def _judge_by_order(
         limit = len(states) - 1
         if read.ret_time is not None:
             limit = min(limit, order.committed_by(read.ret_time))
-        found = False
-        for k in range(limit, -1, -1):  # the freshest states first: the likely ones
-            if steps >= steps_max:
-                break
-            steps += 1
-            if model.step(states[k], input, output)[0]:
-                found = True
-                break
+        found, used = _answered(model, states, limit, input, output, steps_max - steps)
+        steps += used
         if found:
             continue
         if steps >= steps_max:
@@ -177,8 +173,8 @@ def _judge_by_linearizations(
 ) -> LocalReadVerdict:
     started = time.monotonic()
     states = lin.replay(model, linearization, states=True)
-    # calls[i]: the real-time position of the invocation of the i-th linearized op.
-    calls = [op.call for op in linearization]
+    # latest_call[i]: the latest invocation among the first i + 1 linearized ops.
+    latest_call = list(itertools.accumulate((op.call for op in linearization), max))
     steps = 0
     violations: list[tuple[ClientOp, str]] = []
     unknown = 0
@@ -189,16 +185,11 @@ def _judge_by_linearizations(
             continue
         input, output = converted
         ret = read.ret if read.ret is not None else float("inf")
-        # the longest prefix with no update invoked after the read returned
-        limit = next((i for i, call in enumerate(calls) if call > ret), len(calls))
-        found = False
-        for k in range(limit, -1, -1):  # the freshest states first: the likely ones
-            if steps >= steps_max:
-                break
-            steps += 1
-            if model.step(states[k], input, output)[0]:
-                found = True
-                break
+        # the longest prefix with no update invoked after the read returned: the first op
+        # invoked after it is the first where the running maximum of invocations passes it
+        limit = bisect.bisect_right(latest_call, ret)
+        found, used = _answered(model, states, limit, input, output, steps_max - steps)
+        steps += used
         if found:
             continue
         if searched_ops is None:  # no search to ask: the witness is all there is
@@ -226,6 +217,21 @@ def _judge_by_linearizations(
     return LocalReadVerdict(
         len(reads) - unknown, tuple(violations), unknown, "linearizations", searched
     )
+
+
+def _answered(
+    model: CheckedModel, states: Sequence[Any], limit: int, input: Any, output: Any, budget: int
+) -> tuple[bool, int]:
+    """Whether one of ``states[0..limit]`` answers the read, the freshest tried first (the
+    likely ones), within ``budget`` model steps; and the steps it took."""
+    steps = 0
+    for k in range(limit, -1, -1):
+        if steps >= budget:
+            break
+        steps += 1
+        if model.step(states[k], input, output)[0]:
+            return True, steps
+    return False, steps
 
 
 def _text(model: CheckedModel, input: Any, output: Any) -> str:

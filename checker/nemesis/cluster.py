@@ -295,8 +295,8 @@ class Cluster:
             time.sleep(0.05)
         return True
 
-    def primary(self) -> int | None:
-        """The primary of the highest view any replica announced (None: none announced)."""
+    def _announced(self) -> tuple[int, int] | None:
+        """(view, primary) of the highest view any replica announced (None: none yet)."""
         best: tuple[int, int] | None = None
         for i in range(len(self.hosts)):
             try:
@@ -307,15 +307,13 @@ class Cluster:
                 view, primary = int(match.group(2)), int(match.group(3))
                 if best is None or view > best[0]:
                     best = (view, primary)
+        return best
+
+    def primary(self) -> int | None:
+        """The primary of the highest view any replica announced (None: none announced)."""
+        best = self._announced()
         return None if best is None else best[1]
 
     def view(self) -> int | None:
-        best: int | None = None
-        for i in range(len(self.hosts)):
-            try:
-                text = self.log_path(i).read_text(errors="replace")
-            except OSError:
-                continue
-            for match in _ANNOUNCE.finditer(text):
-                best = max(best or 0, int(match.group(2)))
-        return best
+        best = self._announced()
+        return None if best is None else best[0]

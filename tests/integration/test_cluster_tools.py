@@ -63,6 +63,7 @@ class LocalCluster:
     state_dir: Path
     history_dir: Path
     processes: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+    diskless: bool = False
 
     def port(self, i: int) -> int:
         return self.base + i
@@ -70,7 +71,9 @@ class LocalCluster:
     def start(self, i: int) -> None:
         log = (self.history_dir.parent / f"replica-{i}.log").open("ab")
         self.processes[i] = subprocess.Popen(
-            replica_command(self.config, i, self.state_dir, self.history_dir),
+            replica_command(
+                self.config, i, self.state_dir, self.history_dir, diskless=self.diskless
+            ),
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
@@ -93,7 +96,9 @@ class LocalCluster:
         self.processes.clear()
 
 
-def start_cluster(tmp: Path, protocol: Config | None = None) -> LocalCluster:
+def start_cluster(
+    tmp: Path, protocol: Config | None = None, *, diskless: bool = False
+) -> LocalCluster:
     base = free_base_port()
     config = write_cluster_config(
         tmp,
@@ -107,7 +112,7 @@ def start_cluster(tmp: Path, protocol: Config | None = None) -> LocalCluster:
     )
     history = tmp / "history"
     history.mkdir()
-    cluster = LocalCluster(base, config, tmp / "state", history)
+    cluster = LocalCluster(base, config, tmp / "state", history, diskless=diskless)
     for i in range(3):
         cluster.start(i)
     for i in range(3):

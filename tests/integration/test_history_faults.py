@@ -34,14 +34,12 @@ import pytest
 from tests.integration.test_cluster_tools import (
     KEY,
     ROOT,
-    ZONE,
     LocalCluster,
     dig,
-    free_base_port,
+    start_cluster,
     wait_until,
 )
 from vrref.dns.keys import load_keyring
-from vrref.runtime.launcher import replica_command, write_cluster_config
 
 pytestmark = pytest.mark.skipif(
     shutil.which("dig") is None,
@@ -49,42 +47,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-class Cluster(LocalCluster):
-    diskless: bool = False
-
-    def start(self, i: int) -> None:
-        log = (self.history_dir.parent / f"replica-{i}.log").open("ab")
-        self.processes[i] = subprocess.Popen(
-            replica_command(
-                self.config, i, self.state_dir, self.history_dir, diskless=self.diskless
-            ),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
-
-
-def start(tmp: Path, *, diskless: bool = False) -> Cluster:
-    base = free_base_port()
-    config = write_cluster_config(
-        tmp,
-        replicas=3,
-        base_port=base,
-        zone=ZONE,
-        origin="example.com.",
-        key_file=KEY,
-    )
-    history = tmp / "history"
-    history.mkdir()
-    cluster = Cluster(base, config, tmp / "state", history)
-    cluster.diskless = diskless
-    for i in range(3):
-        cluster.start(i)
-    serving(cluster)
-    return cluster
-
-
-def serving(cluster: Cluster) -> None:
+def serving(cluster: LocalCluster) -> None:
     for i in cluster.processes:
         wait_until(lambda i=i: dig(cluster.port(i), "example.com.", "SOA").status == "NOERROR")
 
@@ -100,7 +63,7 @@ def update(port: int, name: str, address: str) -> int:
     return int(reply.rcode())
 
 
-def check(cluster: Cluster) -> subprocess.CompletedProcess[str]:
+def check(cluster: LocalCluster) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "vrref.cli", "check", str(cluster.history_dir)],
         capture_output=True,
@@ -126,7 +89,7 @@ def answered_updates(path: Path) -> set[str]:
     return names
 
 
-def views_announced(cluster: Cluster) -> set[int]:
+def views_announced(cluster: LocalCluster) -> set[int]:
     views: set[int] = set()
     for i in range(3):
         log = (cluster.history_dir.parent / f"replica-{i}.log").read_text(errors="replace")
@@ -137,7 +100,7 @@ def views_announced(cluster: Cluster) -> set[int]:
 def test_sigkill_at_the_reply_keeps_every_answered_update_and_the_restart_checks(
     tmp_path: Path,
 ) -> None:
-    cluster = start(tmp_path)
+    cluster = start_cluster(tmp_path)
     try:
         names = [f"kill{n}.example.com." for n in range(15)]
         for n, name in enumerate(names):
@@ -158,7 +121,7 @@ def test_sigkill_at_the_reply_keeps_every_answered_update_and_the_restart_checks
 
 
 def test_sigstop_then_sigcont_of_a_backup_causes_no_view_change(tmp_path: Path) -> None:
-    cluster = start(tmp_path)
+    cluster = start_cluster(tmp_path)
     try:
         assert update(cluster.port(0), "before.example.com.", "192.0.2.1") == dns.rcode.NOERROR
         backup = cluster.processes[2]
@@ -182,7 +145,7 @@ def test_sigstop_then_sigcont_of_a_backup_causes_no_view_change(tmp_path: Path) 
 def test_a_cluster_that_lost_its_zone_fails_the_final_state_check_naming_what_is_missing(
     tmp_path: Path,
 ) -> None:
-    cluster = start(tmp_path, diskless=True)
+    cluster = start_cluster(tmp_path, diskless=True)
     try:
         lost = [f"lost{n}.example.com." for n in range(3)]
         for n, name in enumerate(lost):
